@@ -1,0 +1,70 @@
+"""The application factory: settings, database, queue, middleware, error handlers, routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+
+from rendio.catalog.endpoints import router as catalog_router
+from rendio.config import Settings
+from rendio.platform.db import create_engine, session_factory
+from rendio.platform.errors import HTTP_STATUS
+from rendio.platform.http import RequestMiddleware, install_error_handlers
+from rendio.platform.ops import router as ops_router
+from rendio.platform.queue import create_queue
+
+log = structlog.get_logger("rendio.app")
+
+_ERROR_SCHEMA = {
+    "description": "Error envelope",
+    "content": {
+        "application/json": {
+            "example": {"error": {"code": "ERR_4013", "message": "…", "details": {}}}
+        }
+    },
+}
+
+
+def create_app(settings: Settings, database_url: str, *, run_worker: bool = False) -> FastAPI:
+    """Build the service for an already-migrated database at `database_url`."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(database_url, pool_size=settings.db_pool_size)
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        queue = create_queue(database_url)
+        await queue.open_async()
+        app.state.queue = queue
+        worker = None
+        if run_worker:
+            worker = asyncio.create_task(queue.run_worker_async(install_signal_handlers=False))
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            await queue.close_async()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Rendio",
+        summary="Credit-metered AI video generation backend",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses={
+            status: _ERROR_SCHEMA for status in sorted({str(s) for s in HTTP_STATUS.values()})
+        },
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(catalog_router)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,33 @@
+"""`get-models`: the public catalog, cacheable by ETag."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Header, Request, Response
+
+from rendio.catalog.schemas import ModelsOut
+from rendio.catalog.service import available_models, etag_matches, strong_etag
+from rendio.platform.db import Session
+
+router = APIRouter(prefix="/functions/v1", tags=["catalog"])
+CACHE_CONTROL = "public, max-age=60"
+
+
+@router.api_route(
+    "/get-models",
+    methods=["GET", "POST"],
+    response_model=ModelsOut,
+    responses={304: {"description": "Not modified (If-None-Match matched the ETag)"}},
+)
+async def get_models(
+    request: Request,
+    session: Session,
+    if_none_match: str | None = Header(default=None),
+) -> Response:
+    """Available models, featured first then by name. Send `If-None-Match` to get a 304."""
+    catalog = await available_models(session, request.app.state.settings)
+    body = catalog.model_dump_json().encode()
+    etag = strong_etag(body)
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    if etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)

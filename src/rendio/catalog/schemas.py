@@ -1,0 +1,104 @@
+"""Shapes of the catalog: the import file an operator writes and the API's model object."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+PROVIDERS = ("local", "fal", "openai", "runway", "replicate")
+Provider = Literal["local", "fal", "openai", "runway", "replicate"]
+# Model ids are derived from slugs, so the same slug has the same id on every install.
+MODEL_ID_NAMESPACE = uuid.UUID("0b4f3f4e-5d0c-4c4e-9a53-72656e64696f")
+
+
+def model_id_for(slug: str) -> uuid.UUID:
+    return uuid.uuid5(MODEL_ID_NAMESPACE, slug)
+
+
+class ModelSettings(BaseModel):
+    """The generation settings a model accepts, each list with its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    durations: list[int] = Field(min_length=1)
+    default_duration: int
+    aspect_ratios: list[str] = Field(min_length=1)
+    default_aspect_ratio: str
+    resolutions: list[str] = Field(min_length=1)
+    default_resolution: str
+
+    @model_validator(mode="after")
+    def _defaults_are_offered(self) -> Self:
+        if any(not 1 <= d <= 120 for d in self.durations):
+            raise ValueError("durations must be between 1 and 120 seconds")
+        for ratio in self.aspect_ratios:
+            width, _, height = ratio.partition(":")
+            if not (width.isdigit() and height.isdigit() and int(width) and int(height)):
+                raise ValueError(f"aspect ratio {ratio!r} must look like 16:9")
+        for resolution in self.resolutions:
+            if not (resolution.endswith("p") and resolution[:-1].isdigit()):
+                raise ValueError(f"resolution {resolution!r} must look like 720p")
+        for name, options in (
+            ("default_duration", self.durations),
+            ("default_aspect_ratio", self.aspect_ratios),
+            ("default_resolution", self.resolutions),
+        ):
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {options}")
+        return self
+
+
+class CatalogEntry(BaseModel):
+    """One model in a catalog file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
+    name: str = Field(min_length=1, max_length=200)
+    category: str = Field(min_length=1, max_length=64)
+    description: str = Field(default="", max_length=2000)
+    provider: Provider
+    provider_model_id: str = Field(min_length=1, max_length=500)
+    cost_per_generation: int = Field(ge=1, le=100_000)
+    is_featured: bool = False
+    is_available: bool = True
+    thumbnail_url: HttpUrl | None = None
+    settings: ModelSettings
+    options: dict[str, Any] = Field(default_factory=dict)
+    deadline_seconds: int = Field(default=600, ge=10, le=86_400)
+
+
+class CatalogFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[CatalogEntry] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_slugs(self) -> Self:
+        seen: set[str] = set()
+        for entry in self.models:
+            if entry.slug in seen:
+                raise ValueError(f"slug {entry.slug!r} appears more than once")
+            seen.add(entry.slug)
+        return self
+
+
+class ModelOut(BaseModel):
+    """A model as `get-models` returns it."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    category: str
+    description: str
+    cost_per_generation: int
+    provider: str
+    is_featured: bool
+    thumbnail_url: str | None
+    settings: ModelSettings
+
+
+class ModelsOut(BaseModel):
+    models: list[ModelOut]

@@ -1,0 +1,196 @@
+"""The `rendio` command: run the service and operate it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rendio.config import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help=(
+        "Rendio: a self-hostable backend for credit-metered AI video generation.\n\n"
+        "With no configuration it runs on an embedded PostgreSQL kept in ./.rendio; set "
+        "RENDIO_DATABASE_URL to use your own server."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Manage the model catalog.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+console = Console()
+errors = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (embedded database, secrets, media)."),
+]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    try:
+        return load_settings(**overrides)
+    except SettingsError as error:
+        _fail(f"invalid settings: {error}")
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into a normal exit so exit hooks run (the embedded server stops cleanly)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
+def _database(settings: Settings, *, migrate: bool = True) -> str:
+    """The database URL to use, starting the embedded server and migrating as needed."""
+    from rendio.platform.embedded import EmbeddedPostgresError, start
+    from rendio.platform.migrate import prepare_database
+
+    if settings.database_url is not None:
+        url = settings.database_url
+    else:
+        try:
+            url = start(settings.data_dir)
+        except EmbeddedPostgresError as error:
+            _fail(str(error))
+    if migrate:
+        try:
+            prepare_database(url)
+        except Exception as error:
+            _fail(f"could not prepare the database: {type(error).__name__}: {error}")
+    return url
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8000].")] = None,
+    data_dir: DataDir = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run `rendio worker` apart.")
+    ] = False,
+) -> None:
+    """Serve the HTTP API (and, unless --no-worker, the background worker in-process)."""
+    import uvicorn
+
+    from rendio.app import create_app
+    from rendio.platform.logging import configure_logging
+
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings = _settings(data_dir, **overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; this makes that a normal exit.
+    _exit_on_sigterm()
+    url = _database(settings)
+    application = create_app(settings, url, run_worker=not no_worker)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def worker(data_dir: DataDir = None) -> None:
+    """Run a background worker (any number can run against one database)."""
+    from rendio.platform.logging import configure_logging
+    from rendio.platform.queue import create_queue
+
+    settings = _settings(data_dir)
+    configure_logging(settings.log_level, settings.log_format)
+    _exit_on_sigterm()
+    url = _database(settings)
+    queue = create_queue(url)
+
+    async def run() -> None:
+        async with queue.open_async():
+            await queue.run_worker_async(install_signal_handlers=True)
+
+    asyncio.run(run())
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Apply database migrations and seed new default models, then exit."""
+    _exit_on_sigterm()
+    settings = _settings(data_dir)
+    _database(settings)
+    console.print("database is up to date")
+
+
+@models_app.command("import")
+def models_import(
+    file: Annotated[Path, typer.Argument(help="A YAML or JSON catalog file.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Upsert models from FILE by slug. The whole file is validated first: all or nothing."""
+    from sqlalchemy import create_engine, pool
+
+    from rendio.catalog.importer import CatalogError, import_models, load_catalog
+    from rendio.platform.db import sqlalchemy_url
+
+    _exit_on_sigterm()
+    settings = _settings(data_dir)
+    try:
+        entries = load_catalog(file)
+    except CatalogError as error:
+        _fail(str(error), code=1)
+    url = _database(settings)
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.begin() as conn:
+        inserted, updated = import_models(conn, entries)
+    engine.dispose()
+    console.print(f"imported {len(entries)} models: {inserted} new, {updated} updated")
+
+
+@models_app.command("list")
+def models_list(data_dir: DataDir = None) -> None:
+    """List every model in the catalog and whether clients are offered it."""
+    from sqlalchemy import create_engine, pool, select
+
+    from rendio.catalog.models import Model
+    from rendio.platform.db import sqlalchemy_url
+
+    _exit_on_sigterm()
+    settings = _settings(data_dir)
+    url = _database(settings)
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Model).order_by(Model.is_featured.desc(), Model.name)).all()
+    engine.dispose()
+    table = Table("slug", "name", "provider", "cost", "enabled", "offered")
+    for row in rows:
+        offered = row.is_available and settings.provider_configured(row.provider)
+        table.add_row(
+            row.slug,
+            row.name,
+            row.provider,
+            str(row.cost_per_generation),
+            "yes" if row.is_available else "no",
+            "yes" if offered else "no (provider not configured)" if row.is_available else "no",
+        )
+    console.print(table)

@@ -1,0 +1,140 @@
+"""Typed settings, read from `RENDIO_*` environment variables and an optional `.env`.
+
+Settings are validated once at start: an unknown `RENDIO_*` name or a bad value stops the
+process with a message naming the setting, so a typo never silently falls back to a default.
+Production (`RENDIO_ENV=prod`) refuses the conveniences that only make sense on a laptop.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "RENDIO_"
+# Variables the test harness and tooling read themselves; they are not service settings.
+_RESERVED_PREFIXES = ("RENDIO_TEST_",)
+_JWT_SECRET_FILE = "jwt_secret"  # noqa: S105 (a file name, not a secret)
+_MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(Exception):
+    """A setting is unknown, invalid or unsafe; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    env: Literal["dev", "prod"] = "dev"
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset means the embedded server."
+    )
+    data_dir: Path = Path(".rendio")
+    jwt_secret: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    device_verifier: Literal["trust", "apple"] = "trust"
+
+    fal_key: SecretStr | None = None
+    openai_api_key: SecretStr | None = None
+    runway_api_key: SecretStr | None = None
+    replicate_api_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env != "prod":
+            return self
+        if self.jwt_secret is None:
+            raise ValueError("RENDIO_JWT_SECRET must be set when RENDIO_ENV=prod")
+        if len(self.jwt_secret.get_secret_value()) < _MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"RENDIO_JWT_SECRET must be at least {_MIN_SECRET_LENGTH} characters in prod"
+            )
+        if self.device_verifier == "trust":
+            raise ValueError("RENDIO_DEVICE_VERIFIER=trust is dev-only; use apple in prod")
+        if self.database_url is None:
+            raise ValueError("RENDIO_DATABASE_URL must be set when RENDIO_ENV=prod")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    def provider_configured(self, provider: str) -> bool:
+        """Whether a provider can take work: `local` always, the others once keyed."""
+        keys = {
+            "local": SecretStr("built-in"),
+            "fal": self.fal_key,
+            "openai": self.openai_api_key,
+            "runway": self.runway_api_key,
+            "replicate": self.replicate_api_token,
+        }
+        return keys.get(provider) is not None
+
+    def resolved_jwt_secret(self) -> str:
+        """The configured secret, or in dev one generated once and kept (0600) in the data dir."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / _JWT_SECRET_FILE
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+def _unknown_variables() -> list[str]:
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX)
+        and name.upper() not in known
+        and not name.upper().startswith(_RESERVED_PREFIXES)
+    )
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "settings"
+        name = field.upper()
+        if not name.startswith(ENV_PREFIX):
+            name = ENV_PREFIX + name if item["loc"] else field
+        lines.append(f"{name}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and overrides), or raise SettingsError."""
+    unknown = _unknown_variables()
+    if unknown:
+        raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

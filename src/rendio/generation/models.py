@@ -1,0 +1,105 @@
+"""Tables for generation: the jobs themselves and the idempotency keys that create them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from rendio.platform.db import Base, Timestamps
+
+JOB_STATUSES = ("pending", "processing", "completed", "failed")
+
+
+class VideoJob(Timestamps, Base):
+    __tablename__ = "video_jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'processing', 'completed', 'failed')", name="status_known"
+        ),
+        CheckConstraint("progress BETWEEN 0 AND 100", name="progress_percent"),
+        CheckConstraint("credits_used >= 0", name="credits_used_non_negative"),
+        # History: newest first per user, keyset on (created_at, job_id); the partial
+        # index keeps the common "not deleted" listing small and flat in table size.
+        Index(
+            "ix_video_jobs_user_active",
+            "user_id",
+            text("created_at DESC"),
+            text("job_id DESC"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_video_jobs_user_deleted",
+            "user_id",
+            text("created_at DESC"),
+            text("job_id DESC"),
+            postgresql_where=text("deleted_at IS NOT NULL"),
+        ),
+        # The sweeper looks only at unfinished jobs.
+        Index(
+            "ix_video_jobs_unfinished",
+            "status",
+            "updated_at",
+            postgresql_where=text("status IN ('pending', 'processing')"),
+        ),
+        Index(None, "provider_job_id"),
+    )
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"))
+    prompt: Mapped[str] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    image_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    progress: Mapped[int] = mapped_column(server_default=text("0"))
+    provider: Mapped[str] = mapped_column(String(32))
+    provider_job_id: Mapped[str | None] = mapped_column(Text)
+    video_url: Mapped[str | None] = mapped_column(Text)
+    thumbnail_url: Mapped[str | None] = mapped_column(Text)
+    credits_used: Mapped[int]
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    deadline_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """A claimed Idempotency-Key (Brandur Leach's design): unique per user, locked while the
+    first request runs, then holding the stored answer until `expires_at`."""
+
+    __tablename__ = "idempotency_log"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key"),
+        Index(None, "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    operation: Mapped[str] = mapped_column(String(64))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    locked_at: Mapped[datetime | None]
+    status_code: Mapped[int | None]
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("video_jobs.job_id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    expires_at: Mapped[datetime] = mapped_column(server_default=text("now() + interval '24 hours'"))

@@ -1,0 +1,40 @@
+"""Alembic environment: online migrations only, against the URL the caller configured."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from rendio.platform.db import sqlalchemy_url
+from rendio.tables import metadata
+
+config = context.config
+
+
+def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+    """Procrastinate owns its own tables; Alembic only compares ours."""
+    return not (type_ == "table" and name is not None and name.startswith("procrastinate"))
+
+
+def run_migrations() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    url = sqlalchemy_url(config.get_main_option("sqlalchemy.url") or "")
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        _run(conn)
+
+
+def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        include_object=include_object,
+        compare_type=True,
+        compare_server_default=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run_migrations()

