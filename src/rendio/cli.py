@@ -27,7 +27,8 @@ app = typer.Typer(
 models_app = typer.Typer(help="Manage the model catalog.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-console = Console()
+# Piped output (scripts, tests) is not wrapped at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True)
 
 DataDir = Annotated[
@@ -191,6 +192,6 @@ def models_list(data_dir: DataDir = None) -> None:
             row.provider,
             str(row.cost_per_generation),
             "yes" if row.is_available else "no",
-            "yes" if offered else "no (provider not configured)" if row.is_available else "no",
+            "yes" if offered else "no (no provider key)" if row.is_available else "no",
         )
     console.print(table)

@@ -12,11 +12,12 @@ router = APIRouter(prefix="/functions/v1", tags=["catalog"])
 CACHE_CONTROL = "public, max-age=60"
 
 
-@router.api_route(
-    "/get-models",
-    methods=["GET", "POST"],
-    response_model=ModelsOut,
-    responses={304: {"description": "Not modified (If-None-Match matched the ETag)"}},
+_NOT_MODIFIED = {304: {"description": "Not modified (If-None-Match matched the ETag)"}}
+
+
+@router.get("/get-models", response_model=ModelsOut, responses=_NOT_MODIFIED)
+@router.post(
+    "/get-models", response_model=ModelsOut, responses=_NOT_MODIFIED, operation_id="post_get_models"
 )
 async def get_models(
     request: Request,

@@ -4,14 +4,10 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from rendio.platform.db import sqlalchemy_url
+from rendio.platform.migrate import include_object
 from rendio.tables import metadata
 
 config = context.config
-
-
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    """Procrastinate owns its own tables; Alembic only compares ours."""
-    return not (type_ == "table" and name is not None and name.startswith("procrastinate"))
 
 
 def run_migrations() -> None:

@@ -19,6 +19,12 @@ import rendio.migrations
 _MIGRATION_LOCK_KEY = 0x72656E64696F
 
 
+def include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+    """Procrastinate owns its tables (and their indexes); Alembic compares only ours."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", "")
+    return not (table or "").startswith("procrastinate")
+
+
 def alembic_config(url: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(rendio.migrations.__file__).parent))

@@ -25,6 +25,8 @@ def ensure_queue_schema(conn: Connection) -> None:
 def create_queue(url: str) -> procrastinate.App:
     from rendio.platform.maintenance import maintenance
 
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=libpq_url(url)))
+    # min_size=0: the API can start (and report not-ready) while the database is away.
+    connector = procrastinate.PsycopgConnector(conninfo=libpq_url(url), min_size=0, max_size=4)
+    app = procrastinate.App(connector=connector)
     app.add_tasks_from(maintenance, namespace="maintenance")
     return app

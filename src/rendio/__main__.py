@@ -1,0 +1,5 @@
+"""`python -m rendio` is the `rendio` command."""
+
+from rendio.cli import app
+
+app(prog_name="rendio")

@@ -1,0 +1,89 @@
+import httpx
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rendio.app import create_app
+from rendio.catalog.models import Model
+from rendio.config import Settings
+from tests.conftest import open_client
+
+LOCAL_ID = "d4aade9e-62e1-508f-9c17-eb900fa1dc39"  # uuid5 of "rendio-local": stable everywhere
+
+
+async def test_only_the_local_model_is_offered_without_provider_keys(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/functions/v1/get-models")
+    assert response.status_code == 200
+    models = response.json()["models"]
+    assert [m["slug"] for m in models] == ["rendio-local"]
+    local = models[0]
+    assert local["id"] == LOCAL_ID
+    assert set(local) == {
+        "id", "slug", "name", "category", "description", "cost_per_generation",
+        "provider", "is_featured", "thumbnail_url", "settings",
+    }  # fmt: skip
+    assert local["settings"]["default_duration"] in local["settings"]["durations"]
+    assert local["settings"]["default_aspect_ratio"] in local["settings"]["aspect_ratios"]
+    assert local["settings"]["default_resolution"] in local["settings"]["resolutions"]
+
+
+async def test_configured_providers_appear_featured_first_then_by_name(
+    make_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    settings: Settings = make_settings(fal_key="k", openai_api_key="k", replicate_api_token="k")
+    async for client in open_client(create_app(settings, settings.database_url or "")):
+        models = (await client.get("/functions/v1/get-models")).json()["models"]
+    providers = {m["provider"] for m in models}
+    assert providers == {"local", "fal", "openai", "replicate"}
+    featured = [m for m in models if m["is_featured"]]
+    rest = [m for m in models if not m["is_featured"]]
+    assert models == featured + rest
+    assert [m["name"] for m in featured] == sorted(m["name"] for m in featured)
+    assert [m["name"] for m in rest] == sorted(m["name"] for m in rest)
+
+
+async def test_disabled_models_are_hidden(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    await db.execute(update(Model).where(Model.slug == "rendio-local").values(is_available=False))
+    await db.commit()
+    assert (await client.get("/functions/v1/get-models")).json() == {"models": []}
+
+
+async def test_etag_and_conditional_get(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    first = await client.get("/functions/v1/get-models")
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    assert "max-age" in first.headers["cache-control"]
+
+    again = await client.get("/functions/v1/get-models", headers={"if-none-match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+
+    listed = await client.get(
+        "/functions/v1/get-models", headers={"if-none-match": f'"other", W/{etag}'}
+    )
+    assert listed.status_code == 304
+
+    stale = await client.get("/functions/v1/get-models", headers={"if-none-match": '"old"'})
+    assert stale.status_code == 200
+
+    await db.execute(
+        update(Model).where(Model.slug == "rendio-local").values(cost_per_generation=3)
+    )
+    await db.commit()
+    changed = await client.get("/functions/v1/get-models", headers={"if-none-match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+    assert changed.json()["models"][0]["cost_per_generation"] == 3
+
+
+async def test_post_is_accepted_like_the_supabase_functions_client(
+    client: httpx.AsyncClient,
+) -> None:
+    get = await client.get("/functions/v1/get-models")
+    post = await client.post("/functions/v1/get-models", json={})
+    assert post.status_code == 200
+    assert post.json() == get.json()
+    empty = await client.post("/functions/v1/get-models")
+    assert empty.status_code == 200

@@ -1,0 +1,91 @@
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from rendio.config import SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("RENDIO_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_are_a_working_dev_setup() -> None:
+    settings = load_settings()
+    assert settings.env == "dev"
+    assert settings.embedded
+    assert settings.port == 8000
+    assert settings.max_body_bytes == 1_000_000
+
+
+def test_unknown_setting_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENDIO_DATABSE_URL", "postgresql://x/y")
+    with pytest.raises(SettingsError, match="RENDIO_DATABSE_URL"):
+        load_settings()
+
+
+def test_invalid_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENDIO_PORT", "eighty")
+    with pytest.raises(SettingsError, match="RENDIO_PORT"):
+        load_settings()
+    monkeypatch.setenv("RENDIO_PORT", "8000")
+    monkeypatch.setenv("RENDIO_LOG_FORMAT", "xml")
+    with pytest.raises(SettingsError, match="RENDIO_LOG_FORMAT"):
+        load_settings()
+
+
+def test_unknown_key_in_dotenv_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("RENDIO_PORT=9000\nRENDIO_NOT_A_THING=1\n")
+    with pytest.raises(SettingsError, match="RENDIO_NOT_A_THING"):
+        load_settings()
+
+
+def test_dotenv_values_are_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("RENDIO_PORT=9001\n")
+    assert load_settings().port == 9001
+
+
+def test_prod_refuses_unsafe_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENDIO_ENV", "prod")
+    with pytest.raises(SettingsError, match="RENDIO_JWT_SECRET"):
+        load_settings()
+    monkeypatch.setenv("RENDIO_JWT_SECRET", "short")
+    with pytest.raises(SettingsError, match="at least 32"):
+        load_settings()
+    monkeypatch.setenv("RENDIO_JWT_SECRET", "s" * 40)
+    with pytest.raises(SettingsError, match="RENDIO_DEVICE_VERIFIER=trust"):
+        load_settings()
+    monkeypatch.setenv("RENDIO_DEVICE_VERIFIER", "apple")
+    with pytest.raises(SettingsError, match="RENDIO_DATABASE_URL"):
+        load_settings()
+    monkeypatch.setenv("RENDIO_DATABASE_URL", "postgresql://db.example/rendio")
+    assert load_settings().env == "prod"
+
+
+def test_dev_jwt_secret_is_generated_once_with_private_mode(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "data")
+    first = settings.resolved_jwt_secret()
+    assert len(first) >= 32
+    path = tmp_path / "data" / "jwt_secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_settings(data_dir=tmp_path / "data").resolved_jwt_secret() == first
+
+
+def test_configured_secret_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RENDIO_JWT_SECRET", "x" * 40)
+    settings = load_settings(data_dir=tmp_path / "data")
+    assert settings.resolved_jwt_secret() == "x" * 40
+    assert not (tmp_path / "data" / "jwt_secret").exists()
+
+
+def test_provider_is_configured_by_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().provider_configured("local")
+    assert not load_settings().provider_configured("fal")
+    monkeypatch.setenv("RENDIO_FAL_KEY", "key-123")
+    assert load_settings().provider_configured("fal")
+    assert not load_settings().provider_configured("nonexistent")
