@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from rendio.app import create_app
 from rendio.catalog.importer import seed_defaults
 from rendio.config import Settings
+from rendio.credits.audit import ledger_offences
 from rendio.platform import embedded
 from rendio.platform.db import create_engine, libpq_url, session_factory, sqlalchemy_url
 from rendio.platform.migrate import prepare_database
@@ -78,11 +79,14 @@ _QUEUE_TABLES = "procrastinate_jobs, procrastinate_events, procrastinate_periodi
 
 
 def reset_database(url: str) -> None:
+    """Check the ledger invariant (every test must leave it intact), then empty the tables."""
     engine = create_sync_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.begin() as conn:
+        offences = ledger_offences(conn)
         conn.execute(text(f"TRUNCATE {_APP_TABLES}, {_QUEUE_TABLES} RESTART IDENTITY CASCADE"))
         seed_defaults(conn)
     engine.dispose()
+    assert not offences, f"the test broke the ledger invariant: {offences}"
 
 
 @pytest.fixture

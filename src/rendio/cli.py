@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Manage the model catalog.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+credits_app = typer.Typer(help="Inspect the credit ledger.", no_args_is_help=True)
+app.add_typer(credits_app, name="credits")
 
 # Piped output (scripts, tests) is not wrapped at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -195,3 +197,25 @@ def models_list(data_dir: DataDir = None) -> None:
             "yes" if offered else "no (no provider key)" if row.is_available else "no",
         )
     console.print(table)
+
+
+@credits_app.command("verify")
+def credits_verify(data_dir: DataDir = None) -> None:
+    """Check every balance against its ledger; print offenders and exit 1 if there are any."""
+    from sqlalchemy import create_engine, pool
+
+    from rendio.credits.audit import ledger_offences
+    from rendio.platform.db import sqlalchemy_url
+
+    _exit_on_sigterm()
+    settings = _settings(data_dir)
+    url = _database(settings)
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        offences = ledger_offences(conn)
+    engine.dispose()
+    for offence in offences:
+        errors.print(f"user {offence.user_id}: {offence.problem}", highlight=False)
+    if offences:
+        _fail(f"{len(offences)} ledger offence(s)", code=1)
+    console.print("ledger is consistent: every balance equals its ledger")

@@ -1,0 +1,174 @@
+"""The credits service: the only code that changes a balance.
+
+Every movement is one SQL statement: a guarded `UPDATE users ... RETURNING` chained (in a CTE)
+with the `INSERT INTO quota_log`, so the balance and its ledger row change together or not at
+all, in one round trip, inside the caller's transaction. The row lock the UPDATE takes
+serializes movements per user, which is what makes `balance_after` a true running sum.
+
+A ledger `transaction_id` is unique: writing the same one twice raises DuplicateLedgerEntry
+and the statement changes nothing — the second lock behind every compare-and-swap refund. The
+caller's transaction is then aborted and must roll back (no savepoint: it would cost two
+more round trips on every movement to serve a case that only a lost race produces).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rendio.platform.errors import InsufficientCredits, NotFound
+
+
+class Reason(StrEnum):
+    INITIAL_GRANT = "initial_grant"
+    GENERATION = "generation"
+    REFUND = "refund"
+    PURCHASE = "purchase"
+    PURCHASE_REFUND = "purchase_refund"
+    PURCHASE_RESTORED = "purchase_restored"
+    ADMIN_ADJUST = "admin_adjust"
+    MERGE_OUT = "merge_out"
+    MERGE_IN = "merge_in"
+
+
+class DuplicateLedgerEntry(Exception):
+    """This ledger transaction id was already written; nothing changed."""
+
+
+@dataclass(frozen=True)
+class Movement:
+    user_id: uuid.UUID
+    change: int
+    reason: Reason
+    transaction_id: str
+    job_id: uuid.UUID | None = None
+    details: dict[str, Any] | None = None
+
+
+_LEDGER_INSERT = """
+    INSERT INTO quota_log (user_id, job_id, change, reason, transaction_id, balance_after,
+                           details)
+    SELECT id, CAST(:job_id AS uuid), :change, :reason, :transaction_id, credits_remaining,
+           CAST(:details AS jsonb)
+    FROM moved
+    RETURNING balance_after
+"""
+
+_DEDUCT = text(
+    # Composed only from this module's constants; all values are bound parameters.
+    f"""
+    WITH moved AS (
+        UPDATE users
+        SET credits_remaining = credits_remaining + :change, updated_at = now()
+        WHERE id = :user_id AND credits_remaining >= -:change
+        RETURNING id, credits_remaining
+    ), logged AS ({_LEDGER_INSERT})
+    SELECT (SELECT balance_after FROM logged) AS balance,
+           (SELECT credits_remaining FROM users WHERE id = :user_id) AS available
+    """  # noqa: S608
+)
+
+_ADD = text(
+    f"""
+    WITH moved AS (
+        UPDATE users
+        SET credits_remaining = credits_remaining + :change,
+            credits_total = credits_total + :lifetime,
+            updated_at = now()
+        WHERE id = :user_id
+        RETURNING id, credits_remaining
+    ), logged AS ({_LEDGER_INSERT})
+    SELECT (SELECT balance_after FROM logged) AS balance
+    """  # noqa: S608
+)
+
+
+def _parameters(movement: Movement) -> dict[str, Any]:
+    return {
+        "user_id": movement.user_id,
+        "job_id": movement.job_id,
+        "change": movement.change,
+        "reason": movement.reason.value,
+        "transaction_id": movement.transaction_id,
+        "details": json.dumps(movement.details or {}),
+    }
+
+
+async def _execute(session: AsyncSession, statement: Any, params: dict[str, Any]) -> Any:
+    try:
+        return (await session.execute(statement, params)).one()
+    except IntegrityError as error:
+        if "uq_quota_log_transaction_id" in str(error.orig):
+            raise DuplicateLedgerEntry(params["transaction_id"]) from None
+        raise
+
+
+async def deduct(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    amount: int,
+    *,
+    reason: Reason,
+    transaction_id: str,
+    job_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> int:
+    """Take `amount` credits if the balance covers it; return the new balance.
+
+    Raises InsufficientCredits (with required and available) and changes nothing otherwise.
+    """
+    if amount <= 0:
+        raise ValueError("deduct amount must be positive")
+    movement = Movement(user_id, -amount, reason, transaction_id, job_id, details)
+    row = await _execute(session, _DEDUCT, _parameters(movement))
+    if row.balance is not None:
+        return int(row.balance)
+    if row.available is None:
+        raise NotFound({"user_id": str(user_id)})
+    raise InsufficientCredits(required=amount, available=int(row.available))
+
+
+async def add(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    amount: int,
+    *,
+    reason: Reason,
+    transaction_id: str,
+    job_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+    lifetime: bool = False,
+) -> int:
+    """Give `amount` credits; return the new balance.
+
+    `lifetime=True` also counts them in `credits_total` (grants and purchases do; a refund of
+    a failed job gives back what was already counted, so it does not).
+    """
+    if amount <= 0:
+        raise ValueError("add amount must be positive")
+    movement = Movement(user_id, amount, reason, transaction_id, job_id, details)
+    params = _parameters(movement) | {"lifetime": amount if lifetime else 0}
+    row = await _execute(session, _ADD, params)
+    if row.balance is None:
+        raise NotFound({"user_id": str(user_id)})
+    return int(row.balance)
+
+
+async def balance(session: AsyncSession, user_id: uuid.UUID) -> tuple[int, int]:
+    """(credits_remaining, credits_total) for a user."""
+    row = (
+        await session.execute(
+            text("SELECT credits_remaining, credits_total FROM users WHERE id = :id"),
+            {"id": user_id},
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound({"user_id": str(user_id)})
+    return int(row.credits_remaining), int(row.credits_total)
