@@ -22,8 +22,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg import sql
-from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy import pool, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -32,7 +31,7 @@ from rendio.catalog.importer import seed_defaults
 from rendio.config import Settings
 from rendio.credits.audit import ledger_offences
 from rendio.platform import embedded
-from rendio.platform.db import create_engine, libpq_url, session_factory, sqlalchemy_url
+from rendio.platform.db import create_engine, libpq_url, session_factory, sync_engine
 from rendio.platform.migrate import prepare_database
 from rendio.tables import metadata
 
@@ -80,7 +79,7 @@ _QUEUE_TABLES = "procrastinate_jobs, procrastinate_events, procrastinate_periodi
 
 def reset_database(url: str) -> None:
     """Check the ledger invariant (every test must leave it intact), then empty the tables."""
-    engine = create_sync_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    engine = sync_engine(url)
     with engine.begin() as conn:
         offences = ledger_offences(conn)
         conn.execute(text(f"TRUNCATE {_APP_TABLES}, {_QUEUE_TABLES} RESTART IDENTITY CASCADE"))

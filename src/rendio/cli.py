@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from rendio.config import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 app = typer.Typer(
     help=(
@@ -76,6 +81,19 @@ def _database(settings: Settings, *, migrate: bool = True) -> str:
         except Exception as error:
             _fail(f"could not prepare the database: {type(error).__name__}: {error}")
     return url
+
+
+@contextlib.contextmanager
+def _connection(settings: Settings, *, begin: bool = False) -> Iterator[Connection]:
+    """A connection to the (started, migrated) database for a one-shot command."""
+    from rendio.platform.db import sync_engine
+
+    engine = sync_engine(_database(settings))
+    try:
+        with engine.begin() if begin else engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 @app.command()
@@ -151,10 +169,7 @@ def models_import(
     data_dir: DataDir = None,
 ) -> None:
     """Upsert models from FILE by slug. The whole file is validated first: all or nothing."""
-    from sqlalchemy import create_engine, pool
-
     from rendio.catalog.importer import CatalogError, import_models, load_catalog
-    from rendio.platform.db import sqlalchemy_url
 
     _exit_on_sigterm()
     settings = _settings(data_dir)
@@ -162,29 +177,22 @@ def models_import(
         entries = load_catalog(file)
     except CatalogError as error:
         _fail(str(error), code=1)
-    url = _database(settings)
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
-    with engine.begin() as conn:
+    with _connection(settings, begin=True) as conn:
         inserted, updated = import_models(conn, entries)
-    engine.dispose()
     console.print(f"imported {len(entries)} models: {inserted} new, {updated} updated")
 
 
 @models_app.command("list")
 def models_list(data_dir: DataDir = None) -> None:
     """List every model in the catalog and whether clients are offered it."""
-    from sqlalchemy import create_engine, pool, select
+    from sqlalchemy import select
 
     from rendio.catalog.models import Model
-    from rendio.platform.db import sqlalchemy_url
 
     _exit_on_sigterm()
     settings = _settings(data_dir)
-    url = _database(settings)
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
-    with engine.connect() as conn:
+    with _connection(settings) as conn:
         rows = conn.execute(select(Model).order_by(Model.is_featured.desc(), Model.name)).all()
-    engine.dispose()
     table = Table("slug", "name", "provider", "cost", "enabled", "offered")
     for row in rows:
         offered = row.is_available and settings.provider_configured(row.provider)
@@ -202,18 +210,12 @@ def models_list(data_dir: DataDir = None) -> None:
 @credits_app.command("verify")
 def credits_verify(data_dir: DataDir = None) -> None:
     """Check every balance against its ledger; print offenders and exit 1 if there are any."""
-    from sqlalchemy import create_engine, pool
-
     from rendio.credits.audit import ledger_offences
-    from rendio.platform.db import sqlalchemy_url
 
     _exit_on_sigterm()
     settings = _settings(data_dir)
-    url = _database(settings)
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
-    with engine.connect() as conn:
+    with _connection(settings) as conn:
         offences = ledger_offences(conn)
-    engine.dispose()
     for offence in offences:
         errors.print(f"user {offence.user_id}: {offence.problem}", highlight=False)
     if offences:

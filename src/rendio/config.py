@@ -78,8 +78,9 @@ class Settings(BaseSettings):
 
     def provider_configured(self, provider: str) -> bool:
         """Whether a provider can take work: `local` always, the others once keyed."""
+        if provider == "local":
+            return True
         keys = {
-            "local": SecretStr("built-in"),
             "fal": self.fal_key,
             "openai": self.openai_api_key,
             "runway": self.runway_api_key,

@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, pool, select
+from sqlalchemy import select
 
 from rendio.catalog.importer import (
     DEFAULT_CATALOG,
@@ -16,7 +16,7 @@ from rendio.catalog.importer import (
 )
 from rendio.catalog.models import Model
 from rendio.catalog.schemas import model_id_for
-from rendio.platform.db import sqlalchemy_url
+from rendio.platform.db import sync_engine
 from tests.conftest import rendio_command, service_env
 
 ENTRY = """
@@ -43,7 +43,7 @@ def catalog(*entries: tuple[str, str, int]) -> str:
 
 
 def snapshot(url: str) -> list[tuple]:
-    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    engine = sync_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(
             select(Model.slug, Model.name, Model.cost_per_generation).order_by(Model.slug)
@@ -84,7 +84,7 @@ def test_import_inserts_then_updates_by_slug(clean_database: str, tmp_path: Path
     assert rows["extra-b"] == ("Extra B", 3)
     assert "rendio-local" in rows  # untouched by the import
 
-    engine = create_engine(sqlalchemy_url(clean_database), poolclass=pool.NullPool)
+    engine = sync_engine(clean_database)
     with engine.connect() as conn:
         model_id = conn.execute(select(Model.id).where(Model.slug == "extra-a")).scalar_one()
     engine.dispose()
@@ -158,7 +158,7 @@ def test_list_shows_enabled_and_offered(clean_database: str) -> None:
 
 def test_upsert_is_one_transaction(clean_database: str) -> None:
     entries = parse_catalog(catalog(("tx-a", "A", 1), ("tx-b", "B", 1)))
-    engine = create_engine(sqlalchemy_url(clean_database), poolclass=pool.NullPool)
+    engine = sync_engine(clean_database)
     with pytest.raises(RuntimeError), engine.begin() as conn:
         import_models(conn, entries)
         raise RuntimeError("crash after the upsert, before commit")

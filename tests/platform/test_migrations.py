@@ -6,10 +6,10 @@ from collections.abc import Iterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, pool, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from rendio.platform.db import sqlalchemy_url
+from rendio.platform.db import sync_engine
 from rendio.platform.migrate import downgrade, include_object, prepare_database, upgrade
 from rendio.tables import metadata
 from tests.conftest import create_database, drop_database
@@ -21,10 +21,6 @@ def empty_database(server_url: str) -> Iterator[str]:
     url = create_database(server_url, name)
     yield url
     drop_database(server_url, name)
-
-
-def sync_engine(url: str) -> Engine:
-    return create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
 
 
 def drift(engine: Engine) -> list:

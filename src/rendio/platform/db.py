@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, func
+from sqlalchemy import Engine, MetaData, NullPool, func
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -54,6 +55,11 @@ def libpq_url(url: str) -> str:
     """The same URL in the plain libpq form (for psycopg and procrastinate directly)."""
     parsed = make_url(url)
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def sync_engine(url: str) -> Engine:
+    """A pool-less synchronous engine for one-shot work: migrations, CLI commands, audits."""
+    return create_sync_engine(sqlalchemy_url(url), poolclass=NullPool)
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -48,9 +48,10 @@ def _check_data_dir(data_dir: Path) -> Path:
     if not os.access(data_dir, os.W_OK | os.X_OK):
         raise EmbeddedPostgresError(f"data dir {data_dir} is not writable")
     pgdata = data_dir / "pg"
-    if pgdata.exists() and (
+    foreign = pgdata.exists() and (
         not pgdata.is_dir() or (any(pgdata.iterdir()) and not (pgdata / "PG_VERSION").exists())
-    ):
+    )
+    if foreign:
         raise EmbeddedPostgresError(
             f"{pgdata} exists but is not a PostgreSQL data directory; move it away or "
             "choose another --data-dir"

@@ -7,13 +7,15 @@ catalog models, all in one transaction, so a fleet starting together migrates ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, pool, text
+from sqlalchemy import Connection, text
 
 import rendio.migrations
+from rendio.platform.db import sync_engine
 
 # An arbitrary, fixed key for pg_advisory_xact_lock: "rendio" in ASCII.
 _MIGRATION_LOCK_KEY = 0x72656E64696F
@@ -33,14 +35,8 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def _sync_engine(url: str):  # type: ignore[no-untyped-def]
-    from rendio.platform.db import sqlalchemy_url
-
-    return create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
-
-
-def _with_lock(url: str, action) -> None:  # type: ignore[no-untyped-def]
-    engine = _sync_engine(url)
+def _with_lock(url: str, action: Callable[[Connection], None]) -> None:
+    engine = sync_engine(url)
     try:
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
@@ -49,7 +45,9 @@ def _with_lock(url: str, action) -> None:  # type: ignore[no-untyped-def]
         engine.dispose()
 
 
-def _run_alembic(conn: Connection, url: str, fn, revision: str) -> None:  # type: ignore[no-untyped-def]
+def _run_alembic(
+    conn: Connection, url: str, fn: Callable[[Config, str], None], revision: str
+) -> None:
     cfg = alembic_config(url)
     cfg.attributes["connection"] = conn
     fn(cfg, revision)
