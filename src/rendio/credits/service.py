@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -40,16 +39,6 @@ class Reason(StrEnum):
 
 class DuplicateLedgerEntry(Exception):
     """This ledger transaction id was already written; nothing changed."""
-
-
-@dataclass(frozen=True)
-class Movement:
-    user_id: uuid.UUID
-    change: int
-    reason: Reason
-    transaction_id: str
-    job_id: uuid.UUID | None = None
-    details: dict[str, Any] | None = None
 
 
 _LEDGER_INSERT = """
@@ -90,14 +79,21 @@ _ADD = text(
 )
 
 
-def _parameters(movement: Movement) -> dict[str, Any]:
+def _parameters(
+    user_id: uuid.UUID,
+    change: int,
+    reason: Reason,
+    transaction_id: str,
+    job_id: uuid.UUID | None,
+    details: dict[str, Any] | None,
+) -> dict[str, Any]:
     return {
-        "user_id": movement.user_id,
-        "job_id": movement.job_id,
-        "change": movement.change,
-        "reason": movement.reason.value,
-        "transaction_id": movement.transaction_id,
-        "details": json.dumps(movement.details or {}),
+        "user_id": user_id,
+        "job_id": job_id,
+        "change": change,
+        "reason": reason.value,
+        "transaction_id": transaction_id,
+        "details": json.dumps(details or {}),
     }
 
 
@@ -126,8 +122,8 @@ async def deduct(
     """
     if amount <= 0:
         raise ValueError("deduct amount must be positive")
-    movement = Movement(user_id, -amount, reason, transaction_id, job_id, details)
-    row = await _execute(session, _DEDUCT, _parameters(movement))
+    params = _parameters(user_id, -amount, reason, transaction_id, job_id, details)
+    row = await _execute(session, _DEDUCT, params)
     if row.balance is not None:
         return int(row.balance)
     if row.available is None:
@@ -153,8 +149,8 @@ async def add(
     """
     if amount <= 0:
         raise ValueError("add amount must be positive")
-    movement = Movement(user_id, amount, reason, transaction_id, job_id, details)
-    params = _parameters(movement) | {"lifetime": amount if lifetime else 0}
+    params = _parameters(user_id, amount, reason, transaction_id, job_id, details)
+    params["lifetime"] = amount if lifetime else 0
     row = await _execute(session, _ADD, params)
     if row.balance is None:
         raise NotFound({"user_id": str(user_id)})
