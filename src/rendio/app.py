@@ -7,10 +7,16 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from rendio.catalog.endpoints import router as catalog_router
 from rendio.config import Settings
+from rendio.identity.apple_signin import AppleIdTokenVerifier
+from rendio.identity.auth_endpoints import router as auth_router
+from rendio.identity.dependencies import require_apikey, require_auth_apikey
+from rendio.identity.devicecheck import build_device_verifier
+from rendio.identity.endpoints import router as identity_router
+from rendio.identity.sessions import Keys
 from rendio.platform.db import create_engine, session_factory
 from rendio.platform.errors import HTTP_STATUS
 from rendio.platform.http import RequestMiddleware, install_error_handlers
@@ -40,6 +46,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         queue = create_queue(database_url)
         await queue.open_async()
         app.state.queue = queue
+        app.state.device_verifier = build_device_verifier(settings)
         worker = None
         if run_worker:
             worker = asyncio.create_task(queue.run_worker_async(install_signal_handlers=False))
@@ -50,6 +57,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+            await app.state.device_verifier.aclose()
             await queue.close_async()
             await engine.dispose()
 
@@ -63,8 +71,19 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         },
     )
     app.state.settings = settings
+    app.state.keys = Keys(
+        secret=settings.resolved_jwt_secret(),
+        access_token_lifetime=settings.access_token_lifetime,
+        refresh_reuse_interval=settings.refresh_reuse_interval,
+    )
+    app.state.apple_id_verifier = AppleIdTokenVerifier(
+        settings.apple_client_ids, settings.apple_jwks_url
+    )
     install_error_handlers(app)
     app.include_router(ops_router)
-    app.include_router(catalog_router)
+    functions_gate = [Depends(require_apikey)]
+    app.include_router(catalog_router, dependencies=functions_gate)
+    app.include_router(identity_router, dependencies=functions_gate)
+    app.include_router(auth_router, dependencies=[Depends(require_auth_apikey)])
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

@@ -11,10 +11,10 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "RENDIO_"
 # Variables the test harness and tooling read themselves; they are not service settings.
@@ -49,12 +49,58 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     db_pool_size: int = Field(default=10, ge=1, le=200)
 
+    anon_key: SecretStr | None = Field(
+        default=None, description="When set, every /functions/v1 and /auth/v1 call must send it."
+    )
+    access_token_lifetime: int = Field(default=3600, ge=60, le=86_400)
+    refresh_reuse_interval: int = Field(
+        default=10, ge=0, le=3600, description="Seconds a rotated refresh token still works."
+    )
+    starter_credits: int = Field(default=10, ge=0, le=1_000_000)
+
     device_verifier: Literal["trust", "apple"] = "trust"
+    apple_team_id: str | None = None
+    devicecheck_key_id: str | None = None
+    devicecheck_private_key: SecretStr | None = Field(
+        default=None, description="The .p8 key's PEM text (ES256)."
+    )
+    devicecheck_environment: Literal["development", "production"] = "production"
+    devicecheck_url: str | None = Field(
+        default=None, description="Override the DeviceCheck host (tests, proxies)."
+    )
+    devicecheck_timeout: float = Field(default=5.0, gt=0, le=60)
+    devicecheck_attempts: int = Field(default=3, ge=1, le=10)
+
+    apple_client_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Bundle / service ids accepted as `aud` of Apple ID tokens (comma-separated).",
+    )
+    apple_jwks_url: str = "https://appleid.apple.com/auth/keys"
 
     fal_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
     runway_api_key: SecretStr | None = None
     replicate_api_token: SecretStr | None = None
+
+    @field_validator("apple_client_ids", mode="before")
+    @classmethod
+    def _split_client_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _require_devicecheck_credentials(self) -> Settings:
+        if self.device_verifier == "apple":
+            missing = [
+                name
+                for name in ("apple_team_id", "devicecheck_key_id", "devicecheck_private_key")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                names = ", ".join(ENV_PREFIX + name.upper() for name in missing)
+                raise ValueError(f"RENDIO_DEVICE_VERIFIER=apple needs {names}")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -21,11 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rendio.platform import i18n, metrics
-from rendio.platform.errors import HTTP_STATUS, AppError, ErrorCode
+from rendio.platform.errors import HTTP_STATUS, AppError, AuthApiError, ErrorCode
 
 log = structlog.get_logger("rendio.http")
 
 REQUEST_ID_HEADER = "x-request-id"
+AUTH_PREFIX = "/auth/v1/"
+SUPABASE_API_VERSION = "2024-01-01"
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 _HTTP_TO_CODE = {
@@ -60,6 +62,22 @@ def error_response(
     return JSONResponse(body, status_code=HTTP_STATUS[code], headers=headers)
 
 
+def gotrue_error_response(error: AuthApiError) -> JSONResponse:
+    """GoTrue's error body: read correctly whether or not the client sends an API version."""
+    body = {
+        "code": error.code,
+        "error_code": error.code,
+        "msg": error.message,
+        "message": error.message,
+    }
+    headers = {"X-Supabase-Api-Version": SUPABASE_API_VERSION, "x-sb-error-code": error.code}
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def _is_auth_path(request: Request) -> bool:
+    return request.url.path.startswith(AUTH_PREFIX)
+
+
 def _field_problems(error: RequestValidationError) -> dict[str, Any]:
     fields = []
     for item in error.errors():
@@ -70,6 +88,12 @@ def _field_problems(error: RequestValidationError) -> dict[str, Any]:
     return {"fields": fields}
 
 
+def _describe(problems: dict[str, Any]) -> str:
+    if "body" in problems:
+        return "Could not parse request body as JSON"
+    return "; ".join(f"{item['field']}: {item['problem']}" for item in problems["fields"])
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_app_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AppError)
@@ -77,8 +101,16 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.code, exc.details, request.headers.get("accept-language"), exc.headers
         )
 
+    async def on_auth_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthApiError)
+        return gotrue_error_response(exc)
+
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if _is_auth_path(request):
+            problems = _field_problems(exc)
+            code = "bad_json" if "body" in problems else "validation_failed"
+            return gotrue_error_response(AuthApiError(400, code, _describe(problems)))
         return error_response(
             ErrorCode.VALIDATION_FAILED,
             _field_problems(exc),
@@ -87,6 +119,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if _is_auth_path(request):
+            status = 404 if exc.status_code == 405 else exc.status_code
+            return gotrue_error_response(AuthApiError(status, "not_found", "Not found"))
         code = _HTTP_TO_CODE.get(exc.status_code)
         if code is None:
             code = (
@@ -99,6 +134,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(ErrorCode.DATABASE_ERROR, {}, request.headers.get("accept-language"))
 
     app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(AuthApiError, on_auth_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(SQLAlchemyError, on_database)

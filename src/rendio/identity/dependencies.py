@@ -1,0 +1,136 @@
+"""The one authentication dependency every business endpoint uses, and the `apikey` gate.
+
+A token is accepted only if it verifies (HS256, our secret, unexpired), its session is not
+revoked and its user still exists; a banned user is known but refused. The session check costs
+one primary-key query joined with the user row, which the endpoint needs anyway.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rendio.identity.models import AuthSession, User
+from rendio.identity.sessions import Keys
+from rendio.identity.tokens import InvalidToken, verify_access_token
+from rendio.platform.db import Session
+from rendio.platform.errors import AuthApiError, Forbidden, Unauthorized
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified user behind a request, and the session their token belongs to."""
+
+    user: User
+    session_id: uuid.UUID
+
+
+def keys(request: Request) -> Keys:
+    return request.app.state.keys  # type: ignore[no-any-return]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class TokenProblem(Exception):
+    """Why a bearer token was not accepted (`reason` is safe to show)."""
+
+    def __init__(self, reason: str, *, banned: bool = False) -> None:
+        self.reason = reason
+        self.banned = banned
+        super().__init__(reason)
+
+
+async def resolve_token(session: AsyncSession, secret: str, token: str) -> Caller:
+    """The caller a token stands for, or TokenProblem."""
+    try:
+        claims = verify_access_token(secret, token)
+    except InvalidToken:
+        raise TokenProblem("invalid or expired token") from None
+    row = (
+        await session.execute(
+            select(User, AuthSession.revoked_at)
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(AuthSession.id == claims.session_id, User.id == claims.user_id)
+        )
+    ).one_or_none()
+    if row is None or row.revoked_at is not None:
+        raise TokenProblem("session revoked")
+    user: User = row.User
+    if user.banned_at is not None:
+        raise TokenProblem("account banned", banned=True)
+    return Caller(user=user, session_id=claims.session_id)
+
+
+def _remember_user(request: Request, user_id: uuid.UUID) -> None:
+    request.scope.setdefault("state", {})["user_id"] = str(user_id)
+
+
+async def authenticate(request: Request, session: Session) -> Caller:
+    """401 ERR_4005 for a missing, malformed, forged, expired or revoked token; 403 if banned."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized({"reason": "missing bearer token"})
+    try:
+        caller = await resolve_token(session, keys(request).secret, token)
+    except TokenProblem as problem:
+        if problem.banned:
+            raise Forbidden({"reason": problem.reason}) from None
+        raise Unauthorized({"reason": problem.reason}) from None
+    _remember_user(request, caller.user.id)
+    return caller
+
+
+CurrentUser = Annotated[Caller, Depends(authenticate)]
+
+
+async def authenticate_auth_api(request: Request, session: Session) -> Caller:
+    """The same check for `/auth/v1`, refused the way GoTrue refuses."""
+    token = bearer_token(request)
+    if token is None:
+        raise AuthApiError(401, "no_authorization", "This endpoint requires a Bearer token")
+    try:
+        caller = await resolve_token(session, keys(request).secret, token)
+    except TokenProblem as problem:
+        if problem.banned:
+            raise AuthApiError(403, "user_banned", "User is banned") from None
+        code = "session_not_found" if problem.reason == "session revoked" else "bad_jwt"
+        raise AuthApiError(403, code, f"invalid JWT: {problem.reason}") from None
+    _remember_user(request, caller.user.id)
+    return caller
+
+
+AuthApiCaller = Annotated[Caller, Depends(authenticate_auth_api)]
+
+
+def _apikey_matches(request: Request) -> bool:
+    expected = request.app.state.settings.anon_key
+    if expected is None:
+        return True
+    given = request.headers.get("apikey", "")
+    return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+
+
+async def require_apikey(request: Request) -> None:
+    """`/functions/v1`: with RENDIO_ANON_KEY set, a request without it is refused."""
+    if not _apikey_matches(request):
+        raise Unauthorized({"reason": "missing or wrong apikey"})
+
+
+async def require_auth_apikey(request: Request) -> None:
+    """`/auth/v1`: the same gate, answered in GoTrue's shape."""
+    if not _apikey_matches(request):
+        raise AuthApiError(401, "no_api_key", "No API key found in request")

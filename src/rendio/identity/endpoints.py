@@ -1,0 +1,71 @@
+"""Identity business endpoints under /functions/v1: device-check, user-profile, delete-account."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Request
+
+from rendio.identity import service
+from rendio.identity.dependencies import CurrentUser, keys
+from rendio.identity.schemas import (
+    AccountDeleted,
+    DeviceCheckIn,
+    DeviceCheckOut,
+    GoTrueSession,
+    ProfileOut,
+    ProfilePatch,
+)
+from rendio.identity.sessions import start_session
+from rendio.platform.db import Session
+from rendio.platform.errors import Forbidden
+
+router = APIRouter(prefix="/functions/v1", tags=["identity"])
+
+
+@router.post("/device-check", response_model=DeviceCheckOut)
+@router.post("/device/check", response_model=DeviceCheckOut, include_in_schema=False)
+async def device_check(request: Request, session: Session, body: DeviceCheckIn) -> DeviceCheckOut:
+    """Verify the device, find or create its guest, grant starter credits once per device."""
+    settings = request.app.state.settings
+    found = await service.check_device(
+        session,
+        request.app.state.device_verifier,
+        device_id=body.device_id,
+        device_token=body.device_token,
+        starter_credits=settings.starter_credits,
+    )
+    issued = await start_session(session, keys(request), found.user, amr="anonymous")
+    return DeviceCheckOut(
+        user_id=found.user.id,
+        is_new=found.is_new,
+        is_guest=found.user.is_guest,
+        credits_remaining=found.user.credits_remaining,
+        initial_grant_claimed=found.user.initial_grant_claimed,
+        session=GoTrueSession.of(issued),
+    )
+
+
+@router.get("/user-profile", response_model=ProfileOut)
+async def get_profile(caller: CurrentUser) -> ProfileOut:
+    return ProfileOut.of(caller.user)
+
+
+@router.patch("/user-profile", response_model=ProfileOut)
+@router.post("/user-profile", response_model=ProfileOut, operation_id="post_user_profile")
+async def update_profile(
+    caller: CurrentUser, session: Session, body: ProfilePatch | None = Body(default=None)
+) -> ProfileOut:
+    """Change `language` and/or `theme_preference`; POST is accepted for `functions.invoke`."""
+    patch = body or ProfilePatch()
+    if patch.user_id is not None and patch.user_id != caller.user.id:
+        raise Forbidden({"reason": "user_id is not the caller"})
+    user = await service.update_profile(
+        session, caller.user, language=patch.language, theme_preference=patch.theme_preference
+    )
+    return ProfileOut.of(user)
+
+
+@router.post("/delete-account", response_model=AccountDeleted)
+async def delete_account(caller: CurrentUser, session: Session) -> AccountDeleted:
+    """Remove the account and its personal data; the ledger keeps anonymous rows."""
+    await service.delete_account(session, caller.user.id)
+    return AccountDeleted(user_id=caller.user.id)
