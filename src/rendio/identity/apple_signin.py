@@ -1,8 +1,9 @@
 """Sign in with Apple ID tokens: RS256 against Apple's published keys.
 
 PyJWT's `PyJWKClient` fetches and caches the key set; a token whose `kid` is not in the cached
-set makes it fetch the set again, which is how Apple's key rotation is picked up. It is a
-blocking client, so fetches run in a worker thread.
+set makes it fetch the set again (at most once per cooldown, so a flood of made-up key ids
+cannot turn us into a flood of requests to Apple), which is how Apple's key rotation is picked
+up. It is a blocking client, so fetches run in a worker thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import jwt
 APPLE_ISSUER = "https://appleid.apple.com"
 _KEY_SET_CACHE_SECONDS = 3600
 _FETCH_TIMEOUT_SECONDS = 5
+_REFETCH_COOLDOWN_SECONDS = 30
 
 
 class InvalidIdToken(Exception):
@@ -35,13 +37,20 @@ class AppleIdentity:
 
 
 class AppleIdTokenVerifier:
-    def __init__(self, client_ids: Sequence[str], jwks_url: str) -> None:
+    def __init__(
+        self,
+        client_ids: Sequence[str],
+        jwks_url: str,
+        *,
+        refetch_cooldown_seconds: float = _REFETCH_COOLDOWN_SECONDS,
+    ) -> None:
         self.client_ids = list(client_ids)
         self._keys = jwt.PyJWKClient(
             jwks_url,
             cache_jwk_set=True,
             lifespan=_KEY_SET_CACHE_SECONDS,
             timeout=_FETCH_TIMEOUT_SECONDS,
+            cooldown_duration=refetch_cooldown_seconds,
         )
 
     @property
