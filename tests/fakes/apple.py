@@ -41,6 +41,8 @@ class FakeApple:
     )
     bits: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: list[int | str] = field(default_factory=list)
+    update_faults: list[int | str] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
     jwks_down: bool = False
     jwks_fetches: int = 0
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -50,6 +52,8 @@ class FakeApple:
         self.signing_keys = {"apple-key-1": new_rsa_key()}
         self.bits.clear()
         self.faults.clear()
+        self.update_faults.clear()
+        self.authorizations.clear()
         self.jwks_down = False
         self.jwks_fetches = 0
         self.requests.clear()
@@ -112,21 +116,24 @@ class FakeApple:
             keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
         return JSONResponse({"keys": keys})
 
-    async def _fault(self) -> Response | None:
-        if not self.faults:
+    async def _fault(self, faults: list[int | str]) -> Response | None:
+        if not faults:
             return None
-        fault = self.faults.pop(0)
+        fault = faults.pop(0)
         if fault == "timeout":
             await asyncio.sleep(3)
             return PlainTextResponse("late", status_code=200)
         return PlainTextResponse("Internal Server Error", status_code=int(fault))
 
-    async def _checked(self, request: Request) -> tuple[dict[str, Any] | None, Response | None]:
+    async def _checked(
+        self, request: Request, faults: list[int | str]
+    ) -> tuple[dict[str, Any] | None, Response | None]:
         """Apple's own checks: our ES256 JWT, then a well-formed body and device token."""
-        fault = await self._fault()
+        fault = await self._fault(faults)
         if fault is not None:
             return None, fault
         authorization = request.headers.get("authorization", "")
+        self.authorizations.append(authorization)
         try:
             header = jwt.get_unverified_header(authorization.removeprefix("Bearer "))
             claims = jwt.decode(
@@ -153,7 +160,7 @@ class FakeApple:
         return body, None
 
     async def _query(self, request: Request) -> Response:
-        body, refusal = await self._checked(request)
+        body, refusal = await self._checked(request, self.faults)
         if refusal is not None:
             return refusal
         assert body is not None
@@ -163,7 +170,7 @@ class FakeApple:
         return JSONResponse(state)
 
     async def _update(self, request: Request) -> Response:
-        body, refusal = await self._checked(request)
+        body, refusal = await self._checked(request, self.update_faults or self.faults)
         if refusal is not None:
             return refusal
         assert body is not None

@@ -61,10 +61,20 @@ def test_prod_refuses_unsafe_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SettingsError, match="RENDIO_DEVICE_VERIFIER=trust"):
         load_settings()
     monkeypatch.setenv("RENDIO_DEVICE_VERIFIER", "apple")
+    with pytest.raises(SettingsError, match="RENDIO_DEVICECHECK_PRIVATE_KEY"):
+        load_settings()
+    monkeypatch.setenv("RENDIO_APPLE_TEAM_ID", "TEAM123456")
+    monkeypatch.setenv("RENDIO_DEVICECHECK_KEY_ID", "KEY1234567")
+    monkeypatch.setenv("RENDIO_DEVICECHECK_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----...")
     with pytest.raises(SettingsError, match="RENDIO_DATABASE_URL"):
         load_settings()
     monkeypatch.setenv("RENDIO_DATABASE_URL", "postgresql://db.example/rendio")
     assert load_settings().env == "prod"
+
+
+def test_apple_client_ids_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENDIO_APPLE_CLIENT_IDS", "com.rendio.app, com.rendio.web ,")
+    assert load_settings().apple_client_ids == ["com.rendio.app", "com.rendio.web"]
 
 
 def test_dev_jwt_secret_is_generated_once_with_private_mode(tmp_path: Path) -> None:
