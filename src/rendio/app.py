@@ -10,7 +10,11 @@ import structlog
 from fastapi import Depends, FastAPI
 
 from rendio.catalog.endpoints import router as catalog_router
-from rendio.config import Settings
+from rendio.config import Settings, SettingsError
+from rendio.credits.appstore import build_appstore_verifier
+from rendio.credits.endpoints import router as credits_router
+from rendio.credits.endpoints import webhooks as credits_webhooks
+from rendio.credits.products import ProductsError, load_products
 from rendio.identity.apple_signin import AppleIdTokenVerifier
 from rendio.identity.auth_endpoints import router as auth_router
 from rendio.identity.dependencies import require_apikey, require_auth_apikey
@@ -79,11 +83,18 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     app.state.apple_id_verifier = AppleIdTokenVerifier(
         settings.apple_client_ids, settings.apple_jwks_url
     )
+    try:
+        app.state.products = load_products(settings.products_file)
+    except ProductsError as error:
+        raise SettingsError(f"RENDIO_PRODUCTS_FILE: {error}") from None
+    app.state.appstore = build_appstore_verifier(settings)
     install_error_handlers(app)
     app.include_router(ops_router)
     functions_gate = [Depends(require_apikey)]
     app.include_router(catalog_router, dependencies=functions_gate)
     app.include_router(identity_router, dependencies=functions_gate)
+    app.include_router(credits_router, dependencies=functions_gate)
+    app.include_router(credits_webhooks)
     app.include_router(auth_router, dependencies=[Depends(require_auth_apikey)])
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

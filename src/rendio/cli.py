@@ -123,7 +123,10 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; this makes that a normal exit.
     _exit_on_sigterm()
     url = _database(settings)
-    application = create_app(settings, url, run_worker=not no_worker)
+    try:
+        application = create_app(settings, url, run_worker=not no_worker)
+    except SettingsError as error:
+        _fail(f"invalid settings: {error}")
     uvicorn.run(
         application,
         host=settings.host,

@@ -23,6 +23,9 @@ _JWT_SECRET_FILE = "jwt_secret"  # noqa: S105 (a file name, not a secret)
 _MIN_SECRET_LENGTH = 32
 
 
+AppStoreEnvironment = Literal["Production", "Sandbox", "Xcode", "LocalTesting"]
+
+
 class SettingsError(Exception):
     """A setting is unknown, invalid or unsafe; the message names it."""
 
@@ -77,12 +80,30 @@ class Settings(BaseSettings):
     )
     apple_jwks_url: str = "https://appleid.apple.com/auth/keys"
 
+    products_file: Path | None = Field(
+        default=None, description="Credit packs (YAML/JSON); unset means the packaged list."
+    )
+    appstore_bundle_id: str | None = Field(
+        default=None, description="The app's bundle id; unset means purchases are refused."
+    )
+    appstore_app_apple_id: int | None = Field(default=None, ge=1)
+    appstore_environments: Annotated[list[AppStoreEnvironment], NoDecode] = Field(
+        default_factory=lambda: ["Production", "Sandbox"],
+        description="Environments whose transactions are accepted (comma-separated).",
+    )
+    appstore_root_certificates: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Apple root CA certificate files, DER or PEM."
+    )
+    appstore_online_checks: bool = True
+
     fal_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
     runway_api_key: SecretStr | None = None
     replicate_api_token: SecretStr | None = None
 
-    @field_validator("apple_client_ids", mode="before")
+    @field_validator(
+        "apple_client_ids", "appstore_environments", "appstore_root_certificates", mode="before"
+    )
     @classmethod
     def _split_client_ids(cls, value: object) -> object:
         if isinstance(value, str):
@@ -103,6 +124,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _require_app_apple_id_for_production(self) -> Settings:
+        if (
+            self.appstore_bundle_id
+            and "Production" in self.appstore_environments
+            and self.appstore_app_apple_id is None
+        ):
+            raise ValueError(
+                "RENDIO_APPSTORE_APP_APPLE_ID is required to accept Production transactions"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env != "prod":
             return self
@@ -116,6 +149,13 @@ class Settings(BaseSettings):
             raise ValueError("RENDIO_DEVICE_VERIFIER=trust is dev-only; use apple in prod")
         if self.database_url is None:
             raise ValueError("RENDIO_DATABASE_URL must be set when RENDIO_ENV=prod")
+        unsigned = sorted(set(self.appstore_environments) & {"Xcode", "LocalTesting"})
+        if unsigned:
+            raise ValueError(
+                f"RENDIO_APPSTORE_ENVIRONMENTS: {', '.join(unsigned)} are unsigned, dev only"
+            )
+        if self.appstore_bundle_id and not self.appstore_root_certificates:
+            raise ValueError("RENDIO_APPSTORE_ROOT_CERTIFICATES must be set when RENDIO_ENV=prod")
         return self
 
     @property

@@ -72,6 +72,42 @@ def test_prod_refuses_unsafe_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().env == "prod"
 
 
+def test_app_store_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENDIO_APPSTORE_BUNDLE_ID", "com.rendio.app")
+    with pytest.raises(SettingsError, match="RENDIO_APPSTORE_APP_APPLE_ID"):
+        load_settings()
+    monkeypatch.setenv("RENDIO_APPSTORE_ENVIRONMENTS", "Sandbox,Xcode")
+    assert load_settings().appstore_environments == ["Sandbox", "Xcode"]
+    monkeypatch.setenv("RENDIO_APPSTORE_ENVIRONMENTS", "Sandbox,Staging")
+    with pytest.raises(SettingsError, match="RENDIO_APPSTORE_ENVIRONMENTS"):
+        load_settings()
+
+
+def test_prod_refuses_unsigned_app_store_environments_and_missing_roots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "RENDIO_ENV": "prod",
+        "RENDIO_JWT_SECRET": "s" * 40,
+        "RENDIO_DATABASE_URL": "postgresql://db.example/rendio",
+        "RENDIO_DEVICE_VERIFIER": "apple",
+        "RENDIO_APPLE_TEAM_ID": "TEAM123456",
+        "RENDIO_DEVICECHECK_KEY_ID": "KEY1234567",
+        "RENDIO_DEVICECHECK_PRIVATE_KEY": "pem",
+        "RENDIO_APPSTORE_BUNDLE_ID": "com.rendio.app",
+        "RENDIO_APPSTORE_APP_APPLE_ID": "123",
+        "RENDIO_APPSTORE_ENVIRONMENTS": "Production,Xcode",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match="Xcode are unsigned"):
+        load_settings()
+    monkeypatch.setenv("RENDIO_APPSTORE_ENVIRONMENTS", "Production,Sandbox")
+    with pytest.raises(SettingsError, match="RENDIO_APPSTORE_ROOT_CERTIFICATES"):
+        load_settings()
+    monkeypatch.setenv("RENDIO_APPSTORE_ROOT_CERTIFICATES", "/etc/apple/AppleRootCA-G3.cer")
+    assert load_settings().appstore_environments == ["Production", "Sandbox"]
+
+
 def test_apple_client_ids_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RENDIO_APPLE_CLIENT_IDS", "com.rendio.app, com.rendio.web ,")
     assert load_settings().apple_client_ids == ["com.rendio.app", "com.rendio.web"]

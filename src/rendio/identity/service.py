@@ -19,6 +19,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.credits import service as credits
+from rendio.credits.models import Purchase
 from rendio.credits.service import Reason
 from rendio.generation.models import VideoJob
 from rendio.identity.apple_signin import AppleIdentity
@@ -149,7 +150,8 @@ async def _upgrade_guest(
 
 
 async def _merge_guest(session: AsyncSession, guest_id: uuid.UUID, target_id: uuid.UUID) -> None:
-    """Move an open guest's credits, jobs and push tokens to `target_id` and close the guest.
+    """Move an open guest's credits, jobs, purchases and push tokens to `target_id` and close
+    the guest (a later refund of the guest's purchase then takes from where its credits went).
 
     The compare-and-swap on `merged_into IS NULL` (under the guest's row lock) makes a retried
     or concurrent merge of the same guest a no-op; the ledger's unique transaction ids are the
@@ -186,9 +188,10 @@ async def _merge_guest(session: AsyncSession, guest_id: uuid.UUID, target_id: uu
     await session.execute(
         update(VideoJob).where(VideoJob.user_id == guest_id).values(user_id=target_id)
     )
-    await session.execute(
-        update(PushToken).where(PushToken.user_id == guest_id).values(user_id=target_id)
-    )
+    for table in (PushToken, Purchase):
+        await session.execute(
+            update(table).where(table.user_id == guest_id).values(user_id=target_id)
+        )
     await revoke_sessions(session, user_id=guest_id)
 
 

@@ -1,0 +1,75 @@
+"""Credits endpoints: balance, products on sale, App Store purchases and their notifications."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from rendio.credits import purchases
+from rendio.credits.appstore import AppStoreVerifier, Unverifiable
+from rendio.credits.schemas import (
+    AppStoreNotificationIn,
+    CreditsOut,
+    ProductsOut,
+    UpdateCreditsIn,
+    UpdateCreditsOut,
+    WebhookOut,
+)
+from rendio.identity.dependencies import CurrentUser
+from rendio.platform.db import Session
+from rendio.platform.errors import PurchaseInvalid
+
+router = APIRouter(prefix="/functions/v1", tags=["credits"])
+webhooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+def _appstore(request: Request) -> AppStoreVerifier:
+    return request.app.state.appstore  # type: ignore[no-any-return]
+
+
+@router.get("/get-user-credits", response_model=CreditsOut)
+@router.post("/get-user-credits", response_model=CreditsOut, operation_id="post_get_user_credits")
+async def get_user_credits(caller: CurrentUser) -> CreditsOut:
+    return CreditsOut(
+        credits_remaining=caller.user.credits_remaining,
+        credits_total=caller.user.credits_total,
+    )
+
+
+@router.get("/get-products", response_model=ProductsOut)
+@router.post("/get-products", response_model=ProductsOut, operation_id="post_get_products")
+async def get_products(request: Request) -> ProductsOut:
+    return ProductsOut(products=request.app.state.products.products)
+
+
+@router.post("/update-credits", response_model=UpdateCreditsOut)
+async def update_credits(
+    request: Request, caller: CurrentUser, session: Session, body: UpdateCreditsIn
+) -> UpdateCreditsOut:
+    """Credit a StoreKit 2 transaction (its JWS) once; a replay answers the first result."""
+    try:
+        transaction = await _appstore(request).transaction(body.signed_transaction)
+    except Unverifiable as error:
+        raise PurchaseInvalid({"reason": error.reason}) from None
+    redemption = await purchases.redeem(
+        session, caller.user.id, transaction, request.app.state.products
+    )
+    return UpdateCreditsOut(
+        transaction_id=redemption.transaction_id,
+        credits_added=redemption.credits_added,
+        credits_remaining=redemption.credits_remaining,
+        already_processed=redemption.already_processed,
+    )
+
+
+@webhooks.post("/app-store", response_model=WebhookOut)
+async def app_store_notification(
+    request: Request, session: Session, body: AppStoreNotificationIn
+) -> WebhookOut:
+    """App Store Server Notifications V2: refunds take credits back, reversals restore them."""
+    verifier = _appstore(request)
+    try:
+        notification = await verifier.notification(body.signedPayload)
+        outcome = await purchases.handle_notification(session, verifier, notification)
+    except Unverifiable as error:
+        raise PurchaseInvalid({"reason": error.reason}) from None
+    return WebhookOut(outcome=outcome)

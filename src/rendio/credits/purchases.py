@@ -1,0 +1,255 @@
+"""App Store purchases: credit a verified transaction once, take it back on refund, restore it
+on a reversed refund — each through the ledger, in the request's transaction.
+
+`purchases.transaction_id` is the first lock (one row per Apple transaction, whoever sends it);
+the ledger's unique transaction ids are the second. A refund never takes a balance below zero:
+what it could not take is recorded as `refund_shortfall` on the purchase and on the ledger row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
+    JWSTransactionDecodedPayload,
+)
+from appstoreserverlibrary.models.NotificationTypeV2 import NotificationTypeV2
+from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
+    ResponseBodyV2DecodedPayload,
+)
+from appstoreserverlibrary.models.Type import Type
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rendio.credits import service as credits
+from rendio.credits.appstore import AppStoreVerifier
+from rendio.credits.models import Purchase
+from rendio.credits.products import ProductList
+from rendio.credits.service import Reason
+from rendio.platform.errors import PurchaseInvalid
+
+SOURCE = "app-store"
+_MAX_QUANTITY = 100
+
+
+@dataclass(frozen=True)
+class Redemption:
+    transaction_id: str
+    credits_added: int
+    credits_remaining: int
+    already_processed: bool
+
+
+def _purchase_date(transaction: JWSTransactionDecodedPayload) -> datetime | None:
+    if transaction.purchaseDate is None:
+        return None
+    return datetime.fromtimestamp(transaction.purchaseDate / 1000, tz=UTC)
+
+
+async def redeem(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    transaction: JWSTransactionDecodedPayload,
+    products: ProductList,
+) -> Redemption:
+    """Credit a verified consumable transaction to `user_id`, or answer its earlier result."""
+    transaction_id = transaction.transactionId
+    if not transaction_id or not transaction.productId:
+        raise PurchaseInvalid({"reason": "incomplete transaction"})
+    product = products.find(transaction.productId)
+    if product is None:
+        raise PurchaseInvalid({"reason": "unknown product", "product_id": transaction.productId})
+    if transaction.type != Type.CONSUMABLE:
+        raise PurchaseInvalid({"reason": "not a consumable", "product_id": product.product_id})
+    if transaction.revocationDate is not None:
+        raise PurchaseInvalid({"reason": "revoked"})
+    quantity = transaction.quantity or 1
+    if not 1 <= quantity <= _MAX_QUANTITY:
+        raise PurchaseInvalid({"reason": "invalid quantity"})
+    amount = product.credits * quantity
+
+    inserted = (
+        await session.execute(
+            text(
+                "INSERT INTO purchases (transaction_id, original_transaction_id, user_id, "
+                "product_id, credits, environment, purchased_at) "
+                "VALUES (:tid, :original, :user_id, :product, :credits, :environment, :at) "
+                "ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
+            ),
+            {
+                "tid": transaction_id,
+                "original": transaction.originalTransactionId,
+                "user_id": user_id,
+                "product": product.product_id,
+                "credits": amount,
+                "environment": transaction.rawEnvironment or "",
+                "at": _purchase_date(transaction),
+            },
+        )
+    ).scalar_one_or_none()
+    if inserted is None:
+        return await _earlier_result(session, user_id, transaction_id)
+    remaining = await credits.add(
+        session,
+        user_id,
+        amount,
+        reason=Reason.PURCHASE,
+        transaction_id=f"purchase:{transaction_id}",
+        details={"product_id": product.product_id, "quantity": quantity},
+        lifetime=True,
+    )
+    return Redemption(transaction_id, amount, remaining, already_processed=False)
+
+
+async def _earlier_result(
+    session: AsyncSession, user_id: uuid.UUID, transaction_id: str
+) -> Redemption:
+    earlier = (
+        await session.execute(
+            select(Purchase.user_id, Purchase.credits).where(
+                Purchase.transaction_id == transaction_id
+            )
+        )
+    ).one()
+    if earlier.user_id != user_id:
+        raise PurchaseInvalid({"reason": "transaction already used by another account"})
+    remaining, _ = await credits.balance(session, user_id)
+    return Redemption(transaction_id, earlier.credits, remaining, already_processed=True)
+
+
+async def handle_notification(
+    session: AsyncSession, verifier: AppStoreVerifier, notification: ResponseBodyV2DecodedPayload
+) -> str:
+    """Apply one App Store Server Notification V2 once; return what was done."""
+    delivery_id = notification.notificationUUID or ""
+    kind = notification.rawNotificationType or "UNKNOWN"
+    recorded = (
+        await session.execute(
+            text(
+                "INSERT INTO webhook_deliveries (source, delivery_id, event_type, payload) "
+                "VALUES (:source, :delivery, :kind, CAST(:payload AS jsonb)) "
+                "ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id"
+            ),
+            {
+                "source": SOURCE,
+                "delivery": delivery_id,
+                "kind": kind,
+                "payload": _summary_json(notification),
+            },
+        )
+    ).scalar_one_or_none()
+    if recorded is None:
+        return "duplicate"
+
+    outcome = "ignored"
+    signed = notification.data.signedTransactionInfo if notification.data else None
+    if notification.notificationType in (NotificationTypeV2.REFUND, NotificationTypeV2.REVOKE):
+        if signed:
+            transaction = await verifier.transaction(signed)
+            outcome = await _take_back(session, transaction.transactionId or "", delivery_id)
+    elif notification.notificationType == NotificationTypeV2.REFUND_REVERSED:
+        if signed:
+            transaction = await verifier.transaction(signed)
+            outcome = await _restore(session, transaction.transactionId or "", delivery_id)
+    elif notification.notificationType == NotificationTypeV2.TEST:
+        outcome = "test"
+    await session.execute(
+        text(
+            "UPDATE webhook_deliveries SET status = 'processed', processed_at = now(), "
+            "error = NULL WHERE id = :id"
+        ),
+        {"id": recorded},
+    )
+    return outcome
+
+
+def _summary_json(notification: ResponseBodyV2DecodedPayload) -> str:
+    """What we keep of a notification: its identity, not the signed blobs."""
+    data = notification.data
+    return json.dumps(
+        {
+            "notification_type": notification.rawNotificationType,
+            "subtype": notification.rawSubtype,
+            "signed_date": notification.signedDate,
+            "environment": data.rawEnvironment if data else None,
+        }
+    )
+
+
+async def _locked_purchase(session: AsyncSession, transaction_id: str) -> Purchase | None:
+    return (
+        await session.execute(
+            select(Purchase).where(Purchase.transaction_id == transaction_id).with_for_update(),
+            execution_options={"populate_existing": True},
+        )
+    ).scalar_one_or_none()
+
+
+async def _take_back(session: AsyncSession, transaction_id: str, delivery_id: str) -> str:
+    purchase = await _locked_purchase(session, transaction_id)
+    if purchase is None:
+        return "unknown transaction"
+    if purchase.status == "refunded":
+        return "already refunded"
+    taken = 0
+    if purchase.user_id is not None:
+        available = (
+            await session.execute(
+                text("SELECT credits_remaining FROM users WHERE id = :id FOR UPDATE"),
+                {"id": purchase.user_id},
+            )
+        ).scalar_one()
+        taken = min(purchase.credits, available)
+    shortfall = purchase.credits - taken
+    if taken > 0 and purchase.user_id is not None:
+        await credits.deduct(
+            session,
+            purchase.user_id,
+            taken,
+            reason=Reason.PURCHASE_REFUND,
+            transaction_id=f"purchase_refund:{transaction_id}:{delivery_id}",
+            details={"transaction_id": transaction_id, "shortfall": shortfall},
+        )
+    await session.execute(
+        update(Purchase)
+        .where(Purchase.transaction_id == transaction_id)
+        .values(
+            status="refunded",
+            credits_revoked=taken,
+            refund_shortfall=shortfall,
+            updated_at=datetime.now(UTC),
+        )
+    )
+    return f"refunded {taken}, shortfall {shortfall}"
+
+
+async def _restore(session: AsyncSession, transaction_id: str, delivery_id: str) -> str:
+    purchase = await _locked_purchase(session, transaction_id)
+    if purchase is None:
+        return "unknown transaction"
+    if purchase.status != "refunded":
+        return "not refunded"
+    given_back = purchase.credits_revoked if purchase.user_id is not None else 0
+    if given_back > 0 and purchase.user_id is not None:
+        await credits.add(
+            session,
+            purchase.user_id,
+            given_back,
+            reason=Reason.PURCHASE_RESTORED,
+            transaction_id=f"purchase_restored:{transaction_id}:{delivery_id}",
+            details={"transaction_id": transaction_id},
+        )
+    await session.execute(
+        update(Purchase)
+        .where(Purchase.transaction_id == transaction_id)
+        .values(
+            status="credited",
+            credits_revoked=0,
+            refund_shortfall=0,
+            updated_at=datetime.now(UTC),
+        )
+    )
+    return f"restored {given_back}"
