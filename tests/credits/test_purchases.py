@@ -1,6 +1,7 @@
 """Balance, products, StoreKit 2 purchases and App Store notifications, over HTTP."""
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from rendio.app import create_app
 from rendio.config import SettingsError
 from rendio.credits import service as credits
 from rendio.credits.service import Reason
-from tests.conftest import open_client
+from tests.conftest import open_client, rendio_command, service_env, start_server
 from tests.fakes.storekit import BUNDLE_ID, TestAppStore
 from tests.identity.conftest import bearer, device_check
 
@@ -304,3 +305,48 @@ async def test_unverifiable_notifications_are_400_and_change_nothing(
 
 async def notify_raw(client: httpx.AsyncClient, body: Any) -> httpx.Response:
     return await client.post("/webhooks/app-store", json=body)
+
+
+def test_purchase_and_refund_on_a_live_server_leave_the_ledger_verified(
+    clean_database: str, tmp_path: Path, store: TestAppStore
+) -> None:
+    env = service_env(
+        RENDIO_DATABASE_URL=clean_database,
+        RENDIO_DATA_DIR=str(tmp_path / "data"),
+        RENDIO_APPSTORE_BUNDLE_ID=BUNDLE_ID,
+        RENDIO_APPSTORE_ENVIRONMENTS="Sandbox",
+        RENDIO_APPSTORE_ROOT_CERTIFICATES=str(store.write_root(tmp_path / "root.cer")),
+        RENDIO_APPSTORE_ONLINE_CHECKS="false",
+    )
+    server = start_server(["--no-worker"], env, tmp_path / "server.log")
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            onboarded = http.post(
+                "/functions/v1/device-check",
+                json={"device_id": "install-1", "device_token": "phone-1"},
+            ).json()
+            headers = bearer(onboarded["session"])
+            jws = store.sign(store.transaction(product_id="com.rendio.credits.120"))
+            bought = http.post(
+                "/functions/v1/update-credits", json={"signed_transaction": jws}, headers=headers
+            )
+            assert bought.json()["credits_remaining"] == 130
+            refund = http.post(
+                "/webhooks/app-store",
+                json={"signedPayload": store.sign(store.notification("REFUND", jws))},
+            )
+            assert refund.json()["outcome"] == "refunded 120, shortfall 0"
+            assert http.get("/functions/v1/get-user-credits", headers=headers).json() == {
+                "credits_remaining": 10,
+                "credits_total": 130,
+            }
+    finally:
+        server.stop()
+    verify = subprocess.run(
+        [*rendio_command(), "credits", "verify"],
+        env=service_env(RENDIO_DATABASE_URL=clean_database),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
