@@ -308,3 +308,15 @@ async def test_concurrent_upgrades_of_two_guests_to_one_account(
         await count(db, "SELECT credits_remaining FROM users WHERE apple_sub = 'apple-001'") == 20
     )
     assert await count(db, "SELECT count(*) FROM users WHERE merged_into IS NOT NULL") == 1
+
+
+async def test_a_changed_apple_email_is_kept(
+    apple_client: httpx.AsyncClient, fake_apple: FakeApple
+) -> None:
+    first = await sign_in(apple_client, fake_apple.id_token("apple-9", email="old@example.com"))
+    second = await sign_in(apple_client, fake_apple.id_token("apple-9", email="new@example.com"))
+    assert second.status_code == 200, second.text
+    assert second.json()["user"]["id"] == first.json()["user"]["id"]
+    assert second.json()["user"]["email"] == "new@example.com"
+    without = await sign_in(apple_client, fake_apple.id_token("apple-9", email=None))
+    assert without.json()["user"]["email"] == "new@example.com"

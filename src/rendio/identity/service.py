@@ -125,6 +125,7 @@ async def sign_in_with_apple(
         if identity.email and existing.email != identity.email:
             existing.email = identity.email
             await session.flush()
+            await session.refresh(existing)  # reload what the UPDATE changed (updated_at)
         return existing
 
     user = User(apple_sub=identity.sub, email=identity.email, is_guest=False)
