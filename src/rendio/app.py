@@ -15,6 +15,7 @@ from rendio.credits.appstore import build_appstore_verifier
 from rendio.credits.endpoints import router as credits_router
 from rendio.credits.endpoints import webhooks as credits_webhooks
 from rendio.credits.products import ProductsError, load_products
+from rendio.generation.endpoints import router as generation_router
 from rendio.identity.apple_signin import AppleIdTokenVerifier
 from rendio.identity.auth_endpoints import router as auth_router
 from rendio.identity.dependencies import require_apikey, require_auth_apikey
@@ -26,6 +27,10 @@ from rendio.platform.errors import HTTP_STATUS
 from rendio.platform.http import RequestMiddleware, install_error_handlers
 from rendio.platform.ops import router as ops_router
 from rendio.platform.queue import create_queue
+from rendio.platform.storage import router as media_router
+from rendio.providers.registry import offered_providers
+from rendio.worker import build_runtime, media_storage
+from rendio.worker import run_worker as worker_loop
 
 log = structlog.get_logger("rendio.app")
 
@@ -47,13 +52,14 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         engine = create_engine(database_url, pool_size=settings.db_pool_size)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
-        queue = create_queue(database_url)
+        queue = create_queue(database_url, sweep_every=settings.sweep_every)
         await queue.open_async()
         app.state.queue = queue
         app.state.device_verifier = build_device_verifier(settings)
         worker = None
         if run_worker:
-            worker = asyncio.create_task(queue.run_worker_async(install_signal_handlers=False))
+            runtime = build_runtime(settings, app.state.sessions)
+            worker = asyncio.create_task(worker_loop(queue, runtime, install_signal_handlers=False))
         try:
             yield
         finally:
@@ -88,6 +94,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     except ProductsError as error:
         raise SettingsError(f"RENDIO_PRODUCTS_FILE: {error}") from None
     app.state.appstore = build_appstore_verifier(settings)
+    app.state.storage = media_storage(settings)
+    app.state.offered_providers = set(offered_providers(settings))
     install_error_handlers(app)
     app.include_router(ops_router)
     functions_gate = [Depends(require_apikey)]
@@ -95,6 +103,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     app.include_router(identity_router, dependencies=functions_gate)
     app.include_router(credits_router, dependencies=functions_gate)
     app.include_router(credits_webhooks)
+    app.include_router(generation_router, dependencies=functions_gate)
+    app.include_router(media_router)
     app.include_router(auth_router, dependencies=[Depends(require_auth_apikey)])
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

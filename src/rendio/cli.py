@@ -141,18 +141,25 @@ def serve(
 @app.command()
 def worker(data_dir: DataDir = None) -> None:
     """Run a background worker (any number can run against one database)."""
+    from rendio.platform.db import create_engine, session_factory
     from rendio.platform.logging import configure_logging
     from rendio.platform.queue import create_queue
+    from rendio.worker import build_runtime, run_worker
 
     settings = _settings(data_dir)
     configure_logging(settings.log_level, settings.log_format)
     _exit_on_sigterm()
     url = _database(settings)
-    queue = create_queue(url)
+    queue = create_queue(url, sweep_every=settings.sweep_every)
 
     async def run() -> None:
-        async with queue.open_async():
-            await queue.run_worker_async(install_signal_handlers=True)
+        engine = create_engine(url, pool_size=settings.worker_concurrency)
+        runtime = build_runtime(settings, session_factory(engine))
+        try:
+            async with queue.open_async():
+                await run_worker(queue, runtime, install_signal_handlers=True)
+        finally:
+            await engine.dispose()
 
     asyncio.run(run())
 
@@ -191,6 +198,7 @@ def models_list(data_dir: DataDir = None) -> None:
     from sqlalchemy import select
 
     from rendio.catalog.models import Model
+    from rendio.providers.registry import offered_providers
 
     _exit_on_sigterm()
     settings = _settings(data_dir)
@@ -198,7 +206,7 @@ def models_list(data_dir: DataDir = None) -> None:
         rows = conn.execute(select(Model).order_by(Model.is_featured.desc(), Model.name)).all()
     table = Table("slug", "name", "provider", "cost", "enabled", "offered")
     for row in rows:
-        offered = row.is_available and settings.provider_configured(row.provider)
+        offered = row.is_available and row.provider in offered_providers(settings)
         table.add_row(
             row.slug,
             row.name,

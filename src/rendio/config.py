@@ -96,6 +96,34 @@ class Settings(BaseSettings):
     )
     appstore_online_checks: bool = True
 
+    public_url: str | None = Field(
+        default=None,
+        description="The service's external base URL, for media links (default: the request's).",
+    )
+    media_url_lifetime: int = Field(default=3600, ge=60, le=7 * 86_400)
+
+    worker_concurrency: int = Field(default=4, ge=1, le=100)
+    worker_stalled_after: float = Field(
+        default=30.0,
+        ge=2,
+        le=3600,
+        description="Seconds without a heartbeat before a worker "
+        "is presumed dead and its jobs are run again.",
+    )
+    job_stale_after: float = Field(
+        default=120.0,
+        ge=2,
+        le=86_400,
+        description="Seconds an unfinished job may go untouched "
+        "before the sweeper queues it again.",
+    )
+    sweep_every: int = Field(default=15, ge=1, le=59, description="Sweeper period, seconds.")
+    provider_retries: int = Field(default=3, ge=0, le=10)
+    provider_retry_initial: float = Field(default=2.0, gt=0, le=60)
+    provider_retry_max: float = Field(default=30.0, gt=0, le=600)
+    poll_initial: float = Field(default=1.0, gt=0, le=60)
+    poll_max: float = Field(default=15.0, gt=0, le=600)
+
     fal_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
     runway_api_key: SecretStr | None = None

@@ -3,8 +3,11 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.app import create_app
+from rendio.catalog.importer import import_models, parse_catalog
 from rendio.catalog.models import Model
 from rendio.config import Settings
+from rendio.platform.db import sync_engine
+from rendio.providers.registry import offered_providers
 from tests.conftest import open_client
 
 LOCAL_ID = "d4aade9e-62e1-508f-9c17-eb900fa1dc39"  # uuid5 of "rendio-local": stable everywhere
@@ -28,19 +31,42 @@ async def test_only_the_local_model_is_offered_without_provider_keys(
     assert local["settings"]["default_resolution"] in local["settings"]["resolutions"]
 
 
-async def test_configured_providers_appear_featured_first_then_by_name(
+_EXTRA_LOCAL_MODELS = """
+models:
+  - {slug: b-plain, name: Beta, category: t, provider: local, provider_model_id: x,
+     cost_per_generation: 1, settings: {durations: [2], default_duration: 2,
+     aspect_ratios: ["1:1"], default_aspect_ratio: "1:1", resolutions: [360p],
+     default_resolution: 360p}}
+  - {slug: a-plain, name: Alpha, category: t, provider: local, provider_model_id: x,
+     cost_per_generation: 1, settings: {durations: [2], default_duration: 2,
+     aspect_ratios: ["1:1"], default_aspect_ratio: "1:1", resolutions: [360p],
+     default_resolution: 360p}}
+  - {slug: z-star, name: Zulu, category: t, provider: local, provider_model_id: x,
+     cost_per_generation: 1, is_featured: true, settings: {durations: [2],
+     default_duration: 2, aspect_ratios: ["1:1"], default_aspect_ratio: "1:1",
+     resolutions: [360p], default_resolution: 360p}}
+"""
+
+
+async def test_models_come_featured_first_then_by_name(
+    client: httpx.AsyncClient, clean_database: str
+) -> None:
+    engine = sync_engine(clean_database)
+    with engine.begin() as conn:
+        import_models(conn, parse_catalog(_EXTRA_LOCAL_MODELS))
+    engine.dispose()
+    names = [m["name"] for m in (await client.get("/functions/v1/get-models")).json()["models"]]
+    assert names == ["Rendio Local Preview", "Zulu", "Alpha", "Beta"]
+
+
+async def test_keyed_providers_without_an_adapter_are_not_offered(
     make_settings,  # type: ignore[no-untyped-def]
 ) -> None:
+    """A key alone does not make a provider runnable; its models appear with its adapter."""
     settings: Settings = make_settings(fal_key="k", openai_api_key="k", replicate_api_token="k")
     async for client in open_client(create_app(settings, settings.database_url or "")):
         models = (await client.get("/functions/v1/get-models")).json()["models"]
-    providers = {m["provider"] for m in models}
-    assert providers == {"local", "fal", "openai", "replicate"}
-    featured = [m for m in models if m["is_featured"]]
-    rest = [m for m in models if not m["is_featured"]]
-    assert models == featured + rest
-    assert [m["name"] for m in featured] == sorted(m["name"] for m in featured)
-    assert [m["name"] for m in rest] == sorted(m["name"] for m in rest)
+    assert {m["provider"] for m in models} == set(offered_providers(settings)) == {"local"}
 
 
 async def test_disabled_models_are_hidden(client: httpx.AsyncClient, db: AsyncSession) -> None:

@@ -8,19 +8,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.catalog.models import Model
-from rendio.catalog.schemas import PROVIDERS, ModelOut, ModelsOut
+from rendio.catalog.schemas import ModelOut, ModelsOut
 from rendio.config import Settings
-
-
-def configured_providers(settings: Settings) -> list[str]:
-    return [provider for provider in PROVIDERS if settings.provider_configured(provider)]
+from rendio.providers.registry import offered_providers
 
 
 async def available_models(session: AsyncSession, settings: Settings) -> ModelsOut:
-    """Models the operator switched on whose provider is configured: featured first, by name."""
+    """Models the operator switched on whose provider can run: featured first, by name."""
     rows = await session.scalars(
         select(Model)
-        .where(Model.is_available, Model.provider.in_(configured_providers(settings)))
+        .where(Model.is_available, Model.provider.in_(offered_providers(settings)))
         .order_by(Model.is_featured.desc(), Model.name, Model.slug)
     )
     return ModelsOut(models=[ModelOut.model_validate(row, from_attributes=True) for row in rows])

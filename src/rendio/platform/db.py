@@ -33,6 +33,9 @@ NAMING_CONVENTION = {
 }
 
 
+IDLE_TX_TIMEOUT_MS = 60_000
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: DateTime(timezone=True)}
@@ -69,6 +72,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=False,
         pool_recycle=1800,
+        # A transaction left open (a hung request) is cut off, freeing its locks, among them
+        # an Idempotency-Key's.
+        connect_args={"options": f"-c idle_in_transaction_session_timeout={IDLE_TX_TIMEOUT_MS}"},
     )
 
 

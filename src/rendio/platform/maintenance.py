@@ -5,12 +5,9 @@ from __future__ import annotations
 import procrastinate
 import structlog
 
-maintenance = procrastinate.Blueprint()
 log = structlog.get_logger(__name__)
 
 
-@maintenance.periodic(cron="*/15 * * * *")
-@maintenance.task(name="purge_expired_idempotency_keys", pass_context=True)
 async def purge_expired_idempotency_keys(context: procrastinate.JobContext, timestamp: int) -> int:
     """Keys older than their 24 h window count as new again (Stripe's rule), so drop them."""
     connector = context.app.connector
@@ -21,3 +18,10 @@ async def purge_expired_idempotency_keys(context: procrastinate.JobContext, time
     purged = int(rows[0]["n"])
     log.info("idempotency_keys_purged", count=purged, scheduled_at=timestamp)
     return purged
+
+
+def register(app: procrastinate.App) -> None:
+    task = app.task(name="maintenance:purge_expired_idempotency_keys", pass_context=True)(
+        purge_expired_idempotency_keys
+    )
+    app.periodic(cron="*/15 * * * *")(task)

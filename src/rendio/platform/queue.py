@@ -7,9 +7,13 @@ on blueprints in their domain's `tasks.py` and gathered here.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import procrastinate
 from procrastinate.schema import SchemaManager
 from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.platform.db import libpq_url
 
@@ -22,11 +26,38 @@ def ensure_queue_schema(conn: Connection) -> None:
         conn.exec_driver_sql(SchemaManager.get_schema().replace("%", "%%"))
 
 
-def create_queue(url: str) -> procrastinate.App:
-    from rendio.platform.maintenance import maintenance
+def create_queue(url: str, *, sweep_every: int = 15) -> procrastinate.App:
+    from rendio.generation import tasks as generation
+    from rendio.platform import maintenance
 
     # min_size=0: the API can start (and report not-ready) while the database is away.
     connector = procrastinate.PsycopgConnector(conninfo=libpq_url(url), min_size=0, max_size=4)
     app = procrastinate.App(connector=connector)
-    app.add_tasks_from(maintenance, namespace="maintenance")
+    maintenance.register(app)
+    generation.register(app, sweep_every=sweep_every)
     return app
+
+
+_DEFER = text(
+    "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, :lock, NULL, "
+    "CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
+)
+
+
+async def defer_in_transaction(
+    session: AsyncSession,
+    task_name: str,
+    args: dict[str, Any],
+    *,
+    lock: str | None = None,
+    queue: str = "default",
+) -> None:
+    """Queue a task inside the caller's transaction: if it rolls back, the task never existed.
+
+    (procrastinate's own `defer` uses its own connection, which would let work escape a
+    rolled-back request.) Workers are woken by the queue's NOTIFY when the transaction commits.
+    """
+    await session.execute(
+        _DEFER,
+        {"queue": queue, "task": task_name, "lock": lock, "args": json.dumps(args)},
+    )

@@ -1,0 +1,129 @@
+"""generate-video (charged, idempotent) and get-video-status."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from rendio.generation import idempotency
+from rendio.generation.schemas import (
+    GenerateIn,
+    GenerateOut,
+    JobError,
+    VideoStatusIn,
+    VideoStatusOut,
+)
+from rendio.generation.service import start_generation
+from rendio.identity.dependencies import CurrentUser
+from rendio.platform import i18n
+from rendio.platform.db import Session
+from rendio.platform.errors import Forbidden, NotFound, ValidationFailed
+from rendio.platform.storage import signed_url
+
+router = APIRouter(prefix="/functions/v1", tags=["generation"])
+OPERATION = "generate-video"
+
+
+@router.post("/generate-video", response_model=GenerateOut)
+async def generate_video(
+    request: Request,
+    caller: CurrentUser,
+    session: Session,
+    body: GenerateIn,
+    idempotency_key: str | None = Header(default=None, alias=idempotency.HEADER),
+) -> JSONResponse:
+    """Charge for a video and queue it. Send an `Idempotency-Key`; a retry with the same key
+    and body answers the first result (`X-Idempotent-Replay: true`) without a second charge."""
+    key = idempotency.parse_key(idempotency_key)
+    if body.user_id is not None and body.user_id != caller.user.id:
+        raise Forbidden({"reason": "user_id is not the caller"})
+    fingerprint = idempotency.fingerprint(
+        "POST", request.url.path, body.model_dump(mode="json", exclude={"user_id"})
+    )
+    stored = await idempotency.claim(session, caller.user.id, key, fingerprint)
+    if stored is not None:
+        return JSONResponse(
+            stored.body, status_code=stored.status_code, headers={idempotency.REPLAY_HEADER: "true"}
+        )
+    started = await start_generation(
+        session, caller.user.id, body, request.app.state.offered_providers
+    )
+    answer = idempotency.StoredAnswer(200, started.model_dump(mode="json"))
+    await idempotency.remember(
+        session,
+        caller.user.id,
+        key,
+        operation=OPERATION,
+        request_fingerprint=fingerprint,
+        answer=answer,
+        job_id=started.job_id,
+    )
+    return JSONResponse(answer.body, status_code=answer.status_code)
+
+
+_STATUS = text(
+    "SELECT job_id, status, progress, video_url, thumbnail_url, credits_used, error_code, "
+    "created_at, completed_at FROM video_jobs "
+    "WHERE job_id = :job_id AND user_id = :user_id AND deleted_at IS NULL"
+)
+
+
+def _media_base(request: Request) -> str:
+    return request.app.state.settings.public_url or str(request.base_url)
+
+
+@router.get("/get-video-status", response_model=VideoStatusOut)
+async def get_video_status(
+    request: Request, caller: CurrentUser, session: Session, job_id: str = Query()
+) -> VideoStatusOut:
+    return await _status(request, caller, session, job_id)
+
+
+@router.post(
+    "/get-video-status", response_model=VideoStatusOut, operation_id="post_get_video_status"
+)
+async def post_video_status(
+    request: Request, caller: CurrentUser, session: Session, body: VideoStatusIn
+) -> VideoStatusOut:
+    return await _status(request, caller, session, str(body.job_id))
+
+
+async def _status(
+    request: Request, caller: CurrentUser, session: Session, raw_job_id: str
+) -> VideoStatusOut:
+    """A job of the caller's (another user's job is 404, as if it did not exist)."""
+    try:
+        job_id = uuid.UUID(raw_job_id)
+    except ValueError:
+        raise ValidationFailed(
+            {"fields": [{"field": "job_id", "problem": "must be a UUID"}]}
+        ) from None
+    row = (
+        await session.execute(_STATUS, {"job_id": job_id, "user_id": caller.user.id})
+    ).one_or_none()
+    if row is None:
+        raise NotFound({"job_id": str(job_id)})
+    keys = request.app.state.keys
+    lifetime = request.app.state.settings.media_url_lifetime
+
+    def link(key: str | None) -> str | None:
+        return signed_url(_media_base(request), keys.secret, key, lifetime) if key else None
+
+    error = None
+    if row.error_code:
+        language = i18n.negotiate(request.headers.get("accept-language"))
+        error = JobError(code=row.error_code, message=i18n.message(row.error_code, language, {}))
+    return VideoStatusOut(
+        job_id=row.job_id,
+        status=row.status,
+        progress=row.progress,
+        video_url=link(row.video_url),
+        thumbnail_url=link(row.thumbnail_url),
+        credits_used=row.credits_used,
+        error=error,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
+    )

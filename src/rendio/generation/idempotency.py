@@ -1,0 +1,113 @@
+"""Idempotency-Key for POST endpoints that spend money (IETF draft, Stripe's rules).
+
+The key is claimed, checked and answered inside the request's one transaction:
+* a transaction-scoped advisory lock on (user, key) is *tried*: if another request holds it,
+  that request is in flight → 409 ERR_4008 (never a wait, never a second charge);
+* a stored answer for the key is replayed when the request's fingerprint matches, else
+  422 ERR_4007; keys older than 24 h count as new;
+* the answer is stored in the same transaction as the work, so a request that rolls back
+  (bad input, not enough credits, a crash) leaves the key free. A holder that dies frees the
+  lock with its connection; one that hangs is cut off by the connection's
+  `idle_in_transaction_session_timeout`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rendio.platform.errors import (
+    IdempotencyInProgress,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyReused,
+)
+
+HEADER = "Idempotency-Key"
+REPLAY_HEADER = "X-Idempotent-Replay"
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    status_code: int
+    body: dict[str, Any]
+
+
+def parse_key(value: str | None) -> str:
+    if value is None or not _KEY.match(value):
+        raise IdempotencyKeyInvalid({"header": HEADER, "max_length": 255})
+    return value
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """SHA-256 of method, path and the body as canonical JSON (key order and spacing aside)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{method}\n{path}\n{canonical}".encode()).hexdigest()
+
+
+async def claim(
+    session: AsyncSession, user_id: uuid.UUID, key: str, request_fingerprint: str
+) -> StoredAnswer | None:
+    """Hold the key for this transaction; return the stored answer if there is one."""
+    locked = (
+        await session.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:lock, 0))"),
+            {"lock": f"idempotency:{user_id}:{key}"},
+        )
+    ).scalar_one()
+    if not locked:
+        raise IdempotencyInProgress({"header": HEADER})
+    row = (
+        await session.execute(
+            text(
+                "SELECT id, request_fingerprint, status_code, response_body, "
+                "expires_at > now() AS live "
+                "FROM idempotency_log WHERE user_id = :user_id AND idempotency_key = :key"
+            ),
+            {"user_id": user_id, "key": key},
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    if not row.live:
+        await session.execute(text("DELETE FROM idempotency_log WHERE id = :id"), {"id": row.id})
+        return None
+    if row.request_fingerprint != request_fingerprint:
+        raise IdempotencyKeyReused({"header": HEADER})
+    return StoredAnswer(status_code=row.status_code, body=row.response_body)
+
+
+async def remember(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    key: str,
+    *,
+    operation: str,
+    request_fingerprint: str,
+    answer: StoredAnswer,
+    job_id: uuid.UUID | None,
+) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO idempotency_log (user_id, idempotency_key, operation, "
+            "request_fingerprint, status_code, response_body, job_id, expires_at) "
+            "VALUES (:user_id, :key, :operation, :fingerprint, :status, CAST(:body AS jsonb), "
+            ":job_id, now() + interval '24 hours')"
+        ),
+        {
+            "user_id": user_id,
+            "key": key,
+            "operation": operation,
+            "fingerprint": request_fingerprint,
+            "status": answer.status_code,
+            "body": json.dumps(answer.body),
+            "job_id": job_id,
+        },
+    )

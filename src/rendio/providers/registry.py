@@ -1,0 +1,22 @@
+"""Provider adapters by slug. A model is offered only when its provider has an adapter here and
+is configured (`local` always; the others once their key is set); otherwise ERR_4002."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rendio.config import Settings
+from rendio.providers.base import VideoProvider
+from rendio.providers.local import LocalProvider
+
+ADAPTERS: dict[str, Callable[[Settings], VideoProvider]] = {
+    "local": lambda settings: LocalProvider(),
+}
+
+
+def offered_providers(settings: Settings) -> list[str]:
+    return [name for name in ADAPTERS if settings.provider_configured(name)]
+
+
+def build_providers(settings: Settings) -> dict[str, VideoProvider]:
+    return {name: ADAPTERS[name](settings) for name in offered_providers(settings)}
