@@ -211,3 +211,19 @@ async def test_status_is_private_and_validated(client: httpx.AsyncClient) -> Non
     assert (
         await client.get("/functions/v1/get-video-status", params={"job_id": job_id})
     ).status_code == 401
+
+
+async def test_delete_account_removes_the_videos(
+    worker_client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    client = worker_client
+    headers = await guest(client)
+    job_id = (await generate(client, headers)).json()["job_id"]
+    status = await wait_for_end(client, headers, job_id)
+    storage = client._transport.app.state.storage  # type: ignore[attr-defined]
+    keys = (await db.execute(text("SELECT video_url, thumbnail_url FROM video_jobs"))).one()
+    assert all(storage.local_path(key) is not None for key in keys)
+    assert (await client.post("/functions/v1/delete-account", headers=headers)).status_code == 200
+    assert all(storage.local_path(key) is None for key in keys)
+    assert (await client.get(status["video_url"])).status_code == 404
+    assert (await db.execute(text("SELECT count(*) FROM video_jobs"))).scalar_one() == 0

@@ -65,7 +65,12 @@ async def update_profile(
 
 
 @router.post("/delete-account", response_model=AccountDeleted)
-async def delete_account(caller: CurrentUser, session: Session) -> AccountDeleted:
-    """Remove the account and its personal data; the ledger keeps anonymous rows."""
-    await service.delete_account(session, caller.user.id)
-    return AccountDeleted(user_id=caller.user.id)
+async def delete_account(
+    request: Request, caller: CurrentUser, session: Session
+) -> AccountDeleted:
+    """Remove the account, its personal data and its videos; the ledger keeps anonymous rows."""
+    user_id = caller.user.id
+    media = await service.delete_account(session, user_id)
+    await session.commit()  # the files go only once the account is gone for good
+    await request.app.state.storage.delete(media)
+    return AccountDeleted(user_id=user_id)

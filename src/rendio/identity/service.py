@@ -210,7 +210,16 @@ async def update_profile(
     return user
 
 
-async def delete_account(session: AsyncSession, user_id: uuid.UUID) -> None:
+async def delete_account(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
     """Delete the user row: sessions, tokens, jobs and push tokens go with it (ON DELETE
-    CASCADE); ledger, audit and error rows stay with their user reference set to NULL."""
+    CASCADE); ledger, audit and error rows stay with their user reference set to NULL.
+
+    Returns the storage keys of the user's media, for the caller to remove once the deletion
+    is committed.
+    """
+    stored = await session.execute(
+        select(VideoJob.video_url, VideoJob.thumbnail_url).where(VideoJob.user_id == user_id)
+    )
+    keys = [key for row in stored for key in row if key]
     await session.execute(delete(User).where(User.id == user_id))
+    return keys

@@ -1,0 +1,155 @@
+"""Generation against real processes: `rendio serve` with its worker, and a standalone
+`rendio worker` killed with -9 in the middle of a job."""
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+
+from tests.conftest import LiveServer, rendio_command, service_env, start_server
+from tests.generation.conftest import FAST_WORKER, LOCAL_ID, add_models, simulated_model
+
+
+def fast_env(database_url: str, data_dir: Path) -> dict[str, str]:
+    return service_env(
+        RENDIO_DATABASE_URL=database_url,
+        RENDIO_DATA_DIR=str(data_dir),
+        **{f"RENDIO_{name.upper()}": str(value) for name, value in FAST_WORKER.items()},
+    )
+
+
+def onboard(http: httpx.Client) -> dict[str, str]:
+    body = http.post(
+        "/functions/v1/device-check", json={"device_id": "install-1", "device_token": "phone"}
+    ).json()
+    return {"Authorization": f"Bearer {body['session']['access_token']}"}
+
+
+def start_job(http: httpx.Client, headers: dict[str, str], model_id: str, duration: int) -> str:
+    response = http.post(
+        "/functions/v1/generate-video",
+        json={
+            "model_id": model_id,
+            "prompt": "a kite over the dunes",
+            "settings": {"duration": duration, "aspect_ratio": "16:9", "resolution": "360p"},
+        },
+        headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["job_id"]  # type: ignore[no-any-return]
+
+
+def status_of(http: httpx.Client, headers: dict[str, str], job_id: str) -> dict[str, Any]:
+    return http.get(  # type: ignore[no-any-return]
+        "/functions/v1/get-video-status", params={"job_id": job_id}, headers=headers
+    ).json()
+
+
+def wait_until(
+    http: httpx.Client, headers: dict[str, str], job_id: str, states: set[str], timeout: float = 90
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = status_of(http, headers, job_id)
+        if status["status"] in states:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never reached {states}: {status}")
+
+
+def test_serve_with_its_worker_makes_a_video(clean_database: str, tmp_path: Path) -> None:
+    server = start_server([], fast_env(clean_database, tmp_path / "data"), tmp_path / "s.log")
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            headers = onboard(http)
+            job_id = start_job(http, headers, LOCAL_ID, duration=4)
+            status = wait_until(http, headers, job_id, {"completed", "failed"})
+            assert status["status"] == "completed", status
+            video = http.get(status["video_url"])
+            assert video.status_code == 200
+            (tmp_path / "v.mp4").write_bytes(video.content)
+            with av.open(str(tmp_path / "v.mp4")) as container:
+                assert container.streams.video[0].codec_context.name == "h264"
+                assert float(container.duration / av.time_base) == 4.0
+    finally:
+        server.stop()
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*rendio_command(), "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+
+
+def test_a_worker_killed_mid_job_is_recovered_once(clean_database: str, tmp_path: Path) -> None:
+    (slow,) = add_models(clean_database, simulated_model("slow", delay_seconds=6))
+    env = fast_env(clean_database, tmp_path / "data")
+    server: LiveServer = start_server(["--no-worker"], env, tmp_path / "s.log")
+    worker = start_worker(env, tmp_path / "w1.log")
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            headers = onboard(http)
+            job_id = start_job(http, headers, slow, duration=2)
+            wait_until(http, headers, job_id, {"processing"}, timeout=30)
+            time.sleep(1)
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait()
+            assert status_of(http, headers, job_id)["status"] == "processing"
+
+            worker = start_worker(env, tmp_path / "w2.log")
+            final = wait_until(http, headers, job_id, {"completed", "failed"})
+            credits = http.get("/functions/v1/get-user-credits", headers=headers).json()
+        # Completed and charged once, or failed and refunded once: never both, never neither.
+        if final["status"] == "completed":
+            assert credits["credits_remaining"] == 8
+        else:
+            assert credits["credits_remaining"] == 10
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        server.stop()
+    verify = subprocess.run(
+        [*rendio_command(), "credits", "verify"],
+        env=service_env(RENDIO_DATABASE_URL=clean_database),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert verify.returncode == 0, verify.stdout
+    assert final["status"] == "completed", "the local job is re-rendered, so it completes"
+
+
+def test_a_task_of_a_killed_worker_is_run_again_and_refunds_once(
+    clean_database: str, tmp_path: Path
+) -> None:
+    """Killed while its task is running (here: waiting between submit retries), the job's task
+    is found stalled by the next worker's sweeper and run again; it fails once, refunds once."""
+    (down,) = add_models(clean_database, simulated_model("down", simulate="unavailable"))
+    env = fast_env(clean_database, tmp_path / "data")
+    env.update(RENDIO_PROVIDER_RETRY_INITIAL="2", RENDIO_PROVIDER_RETRY_MAX="2")
+    server = start_server(["--no-worker"], env, tmp_path / "s.log")
+    worker = start_worker(env, tmp_path / "w1.log")
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10) as http:
+            headers = onboard(http)
+            job_id = start_job(http, headers, down, duration=1)
+            wait_until(http, headers, job_id, {"processing"}, timeout=30)
+            time.sleep(1)
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait()
+            worker = start_worker(env, tmp_path / "w2.log")
+            final = wait_until(http, headers, job_id, {"completed", "failed"})
+            credits = http.get("/functions/v1/get-user-credits", headers=headers).json()
+        assert final["error"]["code"] == "ERR_5002"
+        assert credits["credits_remaining"] == 10
+        assert "'retried': 1" in (tmp_path / "w2.log").read_text()
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        server.stop()
