@@ -4,7 +4,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, service_env, start_server
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -44,3 +44,22 @@ def test_guest_flow(live_server: LiveServer, tmp_path: Path) -> None:
     expected = expected_outputs(block)
     assert expected == ["10", "True", "tr", "0", "204", "ERR_4005"]
     assert run_block(block, live_server, tmp_path) == expected
+
+
+def test_first_video(clean_database: str, tmp_path: Path) -> None:
+    """The walkthrough against `rendio serve` with its in-process worker."""
+    env = service_env(
+        RENDIO_DATABASE_URL=clean_database,
+        RENDIO_DATA_DIR=str(tmp_path / "data"),
+        RENDIO_POLL_INITIAL="0.2",
+        RENDIO_POLL_MAX="0.5",
+    )
+    server = start_server([], env, tmp_path / "server.log")
+    try:
+        block = readme_block("first-video")
+        expected = expected_outputs(block)
+        assert expected == ["pending", "completed", "ftyp"]
+        assert run_block(block, server, tmp_path) == expected
+        assert (tmp_path / "first-video.jpg").read_bytes()[:2] == b"\xff\xd8"
+    finally:
+        server.stop()
