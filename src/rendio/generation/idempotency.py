@@ -32,6 +32,17 @@ from rendio.platform.errors import (
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "X-Idempotent-Replay"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:lock, 0))")
+_LOOKUP = text(
+    "SELECT id, request_fingerprint, status_code, response_body, expires_at > now() AS live "
+    "FROM idempotency_log WHERE user_id = :user_id AND idempotency_key = :key"
+)
+_FORGET = text("DELETE FROM idempotency_log WHERE id = :id")
+_STORE = text(
+    "INSERT INTO idempotency_log (user_id, idempotency_key, operation, request_fingerprint, "
+    "status_code, response_body, job_id, expires_at) VALUES (:user_id, :key, :operation, "
+    ":fingerprint, :status, CAST(:body AS jsonb), :job_id, now() + interval '24 hours')"
+)
 
 
 @dataclass(frozen=True)
@@ -57,27 +68,15 @@ async def claim(
 ) -> StoredAnswer | None:
     """Hold the key for this transaction; return the stored answer if there is one."""
     locked = (
-        await session.execute(
-            text("SELECT pg_try_advisory_xact_lock(hashtextextended(:lock, 0))"),
-            {"lock": f"idempotency:{user_id}:{key}"},
-        )
+        await session.execute(_TRY_LOCK, {"lock": f"idempotency:{user_id}:{key}"})
     ).scalar_one()
     if not locked:
         raise IdempotencyInProgress({"header": HEADER})
-    row = (
-        await session.execute(
-            text(
-                "SELECT id, request_fingerprint, status_code, response_body, "
-                "expires_at > now() AS live "
-                "FROM idempotency_log WHERE user_id = :user_id AND idempotency_key = :key"
-            ),
-            {"user_id": user_id, "key": key},
-        )
-    ).one_or_none()
+    row = (await session.execute(_LOOKUP, {"user_id": user_id, "key": key})).one_or_none()
     if row is None:
         return None
     if not row.live:
-        await session.execute(text("DELETE FROM idempotency_log WHERE id = :id"), {"id": row.id})
+        await session.execute(_FORGET, {"id": row.id})
         return None
     if row.request_fingerprint != request_fingerprint:
         raise IdempotencyKeyReused({"header": HEADER})
@@ -95,12 +94,7 @@ async def remember(
     job_id: uuid.UUID | None,
 ) -> None:
     await session.execute(
-        text(
-            "INSERT INTO idempotency_log (user_id, idempotency_key, operation, "
-            "request_fingerprint, status_code, response_body, job_id, expires_at) "
-            "VALUES (:user_id, :key, :operation, :fingerprint, :status, CAST(:body AS jsonb), "
-            ":job_id, now() + interval '24 hours')"
-        ),
+        _STORE,
         {
             "user_id": user_id,
             "key": key,

@@ -23,6 +23,16 @@ from rendio.platform.queue import defer_in_transaction
 
 ADVANCE_TASK = "generation:advance_job"
 UNFINISHED = ("pending", "processing")
+_MODEL = text(
+    "SELECT provider, cost_per_generation, settings, deadline_seconds, is_available "
+    "FROM models WHERE id = :id"
+)
+_NEW_JOB = text(
+    "INSERT INTO video_jobs (job_id, user_id, model_id, prompt, settings, image_url, provider, "
+    "credits_used, deadline_at) VALUES (:job_id, :user_id, :model_id, :prompt, "
+    "CAST(:settings AS jsonb), :image_url, :provider, :cost, "
+    "now() + make_interval(secs => :deadline))"
+)
 
 
 def job_lock(job_id: uuid.UUID | str) -> str:
@@ -59,27 +69,14 @@ async def start_generation(
     prompt = clean_prompt(body.prompt)
     if prompt is None:
         raise InvalidPrompt({"max_length": 2000})
-    model = (
-        await session.execute(
-            text(
-                "SELECT provider, cost_per_generation, settings, deadline_seconds, is_available "
-                "FROM models WHERE id = :id"
-            ),
-            {"id": body.model_id},
-        )
-    ).one_or_none()
+    model = (await session.execute(_MODEL, {"id": body.model_id})).one_or_none()
     if model is None or not model.is_available or model.provider not in offered:
         raise ModelUnavailable({"model_id": str(body.model_id)})
     settings = _resolve_settings(model.settings, body.settings.model_dump())
 
     job_id = uuid.uuid4()
     await session.execute(
-        text(
-            "INSERT INTO video_jobs (job_id, user_id, model_id, prompt, settings, image_url, "
-            "provider, credits_used, deadline_at) VALUES (:job_id, :user_id, :model_id, "
-            ":prompt, CAST(:settings AS jsonb), :image_url, :provider, :cost, "
-            "now() + make_interval(secs => :deadline))"
-        ),
+        _NEW_JOB,
         {
             "job_id": job_id,
             "user_id": user_id,

@@ -65,9 +65,7 @@ async def update_profile(
 
 
 @router.post("/delete-account", response_model=AccountDeleted)
-async def delete_account(
-    request: Request, caller: CurrentUser, session: Session
-) -> AccountDeleted:
+async def delete_account(request: Request, caller: CurrentUser, session: Session) -> AccountDeleted:
     """Remove the account, its personal data and its videos; the ledger keeps anonymous rows."""
     user_id = caller.user.id
     media = await service.delete_account(session, user_id)
