@@ -227,3 +227,17 @@ async def test_delete_account_removes_the_videos(
     assert all(storage.local_path(key) is None for key in keys)
     assert (await client.get(status["video_url"])).status_code == 404
     assert (await db.execute(text("SELECT count(*) FROM video_jobs"))).scalar_one() == 0
+
+
+async def test_a_storage_failure_fails_the_job_and_refunds(
+    worker_client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    client = worker_client
+    settings = client._transport.app.state.settings  # type: ignore[attr-defined]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "media").write_text("a file where the media folder should be")
+    headers = await guest(client)
+    job_id = (await generate(client, headers)).json()["job_id"]
+    status = await wait_for_end(client, headers, job_id)
+    assert status["error"]["code"] == "ERR_6002"
+    assert await refunds(db, job_id) == [1]

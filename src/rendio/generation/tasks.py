@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import av
 import procrastinate
 import stamina
 import structlog
@@ -213,7 +214,7 @@ async def _finish(runtime: Runtime, job: _Job, result: PollResult) -> None:
         await asyncio.to_thread(write_thumbnail, result.video, thumbnail)
         await runtime.storage.put_file(video_key, result.video)
         await runtime.storage.put_file(thumbnail_key, thumbnail)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, av.FFmpegError) as error:
         log.error("job_storage_failed", job_id=str(job.job_id), error=str(error))
         await _fail(runtime, job, ErrorCode.STORAGE_ERROR, f"storing the result failed: {error}")
         return
