@@ -184,6 +184,10 @@ class Settings(BaseSettings):
             )
         if self.appstore_bundle_id and not self.appstore_root_certificates:
             raise ValueError("RENDIO_APPSTORE_ROOT_CERTIFICATES must be set when RENDIO_ENV=prod")
+        if self.appstore_bundle_id and not self.appstore_online_checks:
+            # Without OCSP the library dates the chain by the payload's own signedDate, so a
+            # revoked or expired signing certificate would still verify.
+            raise ValueError("RENDIO_APPSTORE_ONLINE_CHECKS=false is dev-only")
         return self
 
     @property

@@ -76,6 +76,8 @@ async def test_nonce_rules(apple_client: httpx.AsyncClient, fake_apple: FakeAppl
     assert_gotrue_error(only_request, 400, "bad_oidc_token")
     only_token = await sign_in(apple_client, fake_apple.id_token("apple-1", nonce_hash=hashed))
     assert_gotrue_error(only_token, 400, "bad_oidc_token")
+    odd = await sign_in(apple_client, fake_apple.id_token("apple-1", nonce_hash="ñoñce"), nonce=raw)
+    assert_gotrue_error(odd, 400, "bad_oidc_token")
 
 
 def _hs256_with_public_key(fake: FakeApple) -> str:

@@ -232,3 +232,16 @@ async def test_the_apikey_gate(make_settings: Any) -> None:
         )
         assert with_key.status_code == 200
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_body_refusals_under_auth_v1_keep_gotrue_shape(client: httpx.AsyncClient) -> None:
+    not_json = await client.post(
+        "/auth/v1/signup", content=b"data=1", headers={"Content-Type": "text/plain"}
+    )
+    assert_gotrue_error(not_json, 400, "validation_failed")
+    huge = await client.post(
+        "/auth/v1/token?grant_type=refresh_token",
+        content=b"{" + b" " * 2_000_000 + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert_gotrue_error(huge, 400, "validation_failed")

@@ -105,6 +105,10 @@ def test_prod_refuses_unsigned_app_store_environments_and_missing_roots(
     with pytest.raises(SettingsError, match="RENDIO_APPSTORE_ROOT_CERTIFICATES"):
         load_settings()
     monkeypatch.setenv("RENDIO_APPSTORE_ROOT_CERTIFICATES", "/etc/apple/AppleRootCA-G3.cer")
+    monkeypatch.setenv("RENDIO_APPSTORE_ONLINE_CHECKS", "false")
+    with pytest.raises(SettingsError, match="RENDIO_APPSTORE_ONLINE_CHECKS"):
+        load_settings()
+    monkeypatch.delenv("RENDIO_APPSTORE_ONLINE_CHECKS")
     assert load_settings().appstore_environments == ["Production", "Sandbox"]
 
 

@@ -95,5 +95,5 @@ def _check_nonce(claimed: object, raw_nonce: str | None) -> None:
     if not claimed or not raw_nonce:
         raise InvalidIdToken("nonce must be given both in the request and in the token, or neither")
     expected = hashlib.sha256(raw_nonce.encode()).hexdigest()
-    if not hmac.compare_digest(str(claimed), expected):
+    if not hmac.compare_digest(str(claimed).encode(), expected.encode()):
         raise InvalidIdToken("nonce mismatch")

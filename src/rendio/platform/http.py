@@ -202,8 +202,12 @@ class RequestMiddleware:
             log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
             if status_holder["started"]:
                 raise
-            response = error_response(
-                ErrorCode.INTERNAL_ERROR, {}, _header(scope, b"accept-language")
+            response = (
+                gotrue_error_response(AuthApiError(500, "unexpected_failure", "Unexpected failure"))
+                if scope.get("path", "").startswith(AUTH_PREFIX)
+                else error_response(
+                    ErrorCode.INTERNAL_ERROR, {}, _header(scope, b"accept-language")
+                )
             )
             await response(scope, receive, send_with_id)
         finally:
@@ -229,6 +233,9 @@ class RequestMiddleware:
         return self._invalid(scope, {"body": "too large", "max_bytes": self.max_body_bytes})
 
     def _invalid(self, scope: Scope, details: dict[str, Any]) -> ASGIApp:
+        if scope.get("path", "").startswith(AUTH_PREFIX):
+            problem = "; ".join(f"{name}: {value}" for name, value in details.items())
+            return gotrue_error_response(AuthApiError(400, "validation_failed", problem))
         return error_response(
             ErrorCode.VALIDATION_FAILED, details, _header(scope, b"accept-language")
         )
