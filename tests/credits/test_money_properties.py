@@ -85,7 +85,7 @@ async def apply(
                 await purchases.redeem(session, user, transaction(tid), PACK)
     elif kind == "refund" and tids:
         tid = tids[b % len(tids)]
-        await purchases._take_back(session, tid, str(uuid.uuid4()))
+        await purchases._take_back(session, transaction(tid), str(uuid.uuid4()), PACK)
         owner, taken = model.bought[tid]
         if taken is None:
             taken = min(10, model.balances[owner])
@@ -152,7 +152,7 @@ async def test_a_refund_after_a_merge_takes_from_where_the_credits_went(
     await purchases.redeem(db, guest, transaction("t-1"), PACK)
     await _merge_guest(db, guest, account)
     assert (await purchases.redeem(db, account, transaction("t-1"), PACK)).already_processed
-    await purchases._take_back(db, "t-1", "n-1")
+    await purchases._take_back(db, transaction("t-1"), "n-1", PACK)
     assert (await credits.balance(db, account))[0] == 0
     assert (await credits.balance(db, guest))[0] == 0
     await db.commit()

@@ -266,9 +266,8 @@ async def test_notifications_that_move_nothing(
 ) -> None:
     test = await notify(shop, store.sign(store.notification("TEST")))
     assert test.json()["outcome"] == "test"
-    unknown = await notify(
-        shop, store.sign(store.notification("REFUND", store.sign(store.transaction())))
-    )
+    not_ours = store.sign(store.transaction(product_id="com.other.app.coins"))
+    unknown = await notify(shop, store.sign(store.notification("REFUND", not_ours)))
     assert unknown.json()["outcome"] == "unknown transaction"
     other = await notify(shop, store.sign(store.notification("CONSUMPTION_REQUEST")))
     assert other.json()["outcome"] == "ignored"
@@ -350,3 +349,34 @@ def test_purchase_and_refund_on_a_live_server_leave_the_ledger_verified(
         timeout=60,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def test_a_refund_before_redemption_blocks_the_redemption(
+    shop: httpx.AsyncClient, store: TestAppStore, db: AsyncSession
+) -> None:
+    headers = await guest(shop)
+    jws = store.sign(store.transaction(transaction_id="4000000001"))
+    early = await notify(shop, store.sign(store.notification("REFUND", jws)))
+    assert early.json()["outcome"] == "refunded before redemption"
+    late = await buy(shop, headers, jws)
+    assert late.status_code == 400
+    assert late.json()["error"]["details"]["reason"] == "transaction revoked"
+    assert (await balance(shop, headers))["credits_remaining"] == 10
+
+    reversed_ = await notify(shop, store.sign(store.notification("REFUND_REVERSED", jws)))
+    assert reversed_.json()["outcome"] == "reversed before redemption"
+    assert (await buy(shop, headers, jws)).json()["credits_added"] == 10
+
+
+async def test_refunds_racing_redemptions_never_leave_credits_behind(
+    shop: httpx.AsyncClient, store: TestAppStore, db: AsyncSession
+) -> None:
+    """Redeem and refund of one transaction at once: however they interleave, the buyer ends
+    without the pack's credits."""
+    headers = await guest(shop)
+    for n in range(8):
+        jws = store.sign(store.transaction(transaction_id=f"50000000{n:02d}"))
+        await asyncio.gather(
+            buy(shop, headers, jws), notify(shop, store.sign(store.notification("REFUND", jws)))
+        )
+        assert (await balance(shop, headers))["credits_remaining"] == 10, n

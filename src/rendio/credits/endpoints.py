@@ -69,7 +69,9 @@ async def app_store_notification(
     verifier = _appstore(request)
     try:
         notification = await verifier.notification(body.signedPayload)
-        outcome = await purchases.handle_notification(session, verifier, notification)
+        outcome = await purchases.handle_notification(
+            session, verifier, notification, request.app.state.products
+        )
     except Unverifiable as error:
         raise PurchaseInvalid({"reason": error.reason}) from None
     return WebhookOut(outcome=outcome)

@@ -21,7 +21,7 @@ from appstoreserverlibrary.models.ResponseBodyV2DecodedPayload import (
     ResponseBodyV2DecodedPayload,
 )
 from appstoreserverlibrary.models.Type import Type
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.credits import service as credits
@@ -70,6 +70,7 @@ async def redeem(
     if not 1 <= quantity <= _MAX_QUANTITY:
         raise PurchaseInvalid({"reason": "invalid quantity"})
     amount = product.credits * quantity
+    owner = await _lock_account(session, user_id)
 
     inserted = (
         await session.execute(
@@ -82,7 +83,7 @@ async def redeem(
             {
                 "tid": transaction_id,
                 "original": transaction.originalTransactionId,
-                "user_id": user_id,
+                "user_id": owner,
                 "product": product.product_id,
                 "credits": amount,
                 "environment": transaction.rawEnvironment or "",
@@ -91,10 +92,10 @@ async def redeem(
         )
     ).scalar_one_or_none()
     if inserted is None:
-        return await _earlier_result(session, user_id, transaction_id)
+        return await _earlier_result(session, owner, transaction_id)
     remaining = await credits.add(
         session,
-        user_id,
+        owner,
         amount,
         reason=Reason.PURCHASE,
         transaction_id=f"purchase:{transaction_id}",
@@ -104,24 +105,44 @@ async def redeem(
     return Redemption(transaction_id, amount, remaining, already_processed=False)
 
 
+async def _lock_account(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID:
+    """Lock the buyer's row before anything else (the order merges and refunds use too) and
+    return the account the credits belong to: a guest merged meanwhile sends them on."""
+    merged_into = (
+        await session.execute(
+            text("SELECT merged_into FROM users WHERE id = :id FOR UPDATE"), {"id": user_id}
+        )
+    ).scalar_one()
+    if merged_into is None:
+        return user_id
+    await session.execute(
+        text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": merged_into}
+    )
+    return merged_into  # type: ignore[no-any-return]
+
+
 async def _earlier_result(
-    session: AsyncSession, user_id: uuid.UUID, transaction_id: str
+    session: AsyncSession, owner: uuid.UUID, transaction_id: str
 ) -> Redemption:
     earlier = (
         await session.execute(
-            select(Purchase.user_id, Purchase.credits).where(
+            select(Purchase.user_id, Purchase.credits, Purchase.status).where(
                 Purchase.transaction_id == transaction_id
             )
         )
     ).one()
-    if earlier.user_id != user_id:
-        raise PurchaseInvalid({"reason": "transaction already used by another account"})
-    remaining, _ = await credits.balance(session, user_id)
+    if earlier.user_id != owner:
+        reason = "revoked" if earlier.status == "refunded" else "already used by another account"
+        raise PurchaseInvalid({"reason": f"transaction {reason}"})
+    remaining, _ = await credits.balance(session, owner)
     return Redemption(transaction_id, earlier.credits, remaining, already_processed=True)
 
 
 async def handle_notification(
-    session: AsyncSession, verifier: AppStoreVerifier, notification: ResponseBodyV2DecodedPayload
+    session: AsyncSession,
+    verifier: AppStoreVerifier,
+    notification: ResponseBodyV2DecodedPayload,
+    products: ProductList,
 ) -> str:
     """Apply one App Store Server Notification V2 once; return what was done."""
     delivery_id = notification.notificationUUID or ""
@@ -149,7 +170,7 @@ async def handle_notification(
     if notification.notificationType in (NotificationTypeV2.REFUND, NotificationTypeV2.REVOKE):
         if signed:
             transaction = await verifier.transaction(signed)
-            outcome = await _take_back(session, transaction.transactionId or "", delivery_id)
+            outcome = await _take_back(session, transaction, delivery_id, products)
     elif notification.notificationType == NotificationTypeV2.REFUND_REVERSED:
         if signed:
             transaction = await verifier.transaction(signed)
@@ -180,25 +201,52 @@ def _summary_json(notification: ResponseBodyV2DecodedPayload) -> str:
 
 
 async def _locked_purchase(session: AsyncSession, transaction_id: str) -> Purchase | None:
-    return (
-        await session.execute(
-            select(Purchase).where(Purchase.transaction_id == transaction_id).with_for_update(),
-            execution_options={"populate_existing": True},
-        )
-    ).scalar_one_or_none()
+    """The purchase row, locked after its owner's row: users first, then purchases, the order
+    redeem and merges use, so a refund racing either cannot deadlock. A merge that moves the
+    purchase between the two reads is noticed and the owner looked up again."""
+    purchase: Purchase | None = None
+    for _ in range(3):
+        owner = (
+            await session.execute(
+                select(Purchase.user_id).where(Purchase.transaction_id == transaction_id)
+            )
+        ).scalar_one_or_none()
+        if owner is not None:
+            await session.execute(
+                text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": owner}
+            )
+        purchase = (
+            await session.execute(
+                select(Purchase).where(Purchase.transaction_id == transaction_id).with_for_update(),
+                execution_options={"populate_existing": True},
+            )
+        ).scalar_one_or_none()
+        if purchase is None or purchase.user_id == owner:
+            return purchase
+    return purchase
 
 
-async def _take_back(session: AsyncSession, transaction_id: str, delivery_id: str) -> str:
+async def _take_back(
+    session: AsyncSession,
+    transaction: JWSTransactionDecodedPayload,
+    delivery_id: str,
+    products: ProductList,
+) -> str:
+    transaction_id = transaction.transactionId or ""
     purchase = await _locked_purchase(session, transaction_id)
     if purchase is None:
-        return "unknown transaction"
+        if await _tombstone(session, transaction, products):
+            return "refunded before redemption"
+        purchase = await _locked_purchase(session, transaction_id)  # redeemed just now
+        if purchase is None:
+            return "unknown transaction"
     if purchase.status == "refunded":
         return "already refunded"
     taken = 0
     if purchase.user_id is not None:
         available = (
             await session.execute(
-                text("SELECT credits_remaining FROM users WHERE id = :id FOR UPDATE"),
+                text("SELECT credits_remaining FROM users WHERE id = :id"),
                 {"id": purchase.user_id},
             )
         ).scalar_one()
@@ -226,12 +274,46 @@ async def _take_back(session: AsyncSession, transaction_id: str, delivery_id: st
     return f"refunded {taken}, shortfall {shortfall}"
 
 
+async def _tombstone(
+    session: AsyncSession, transaction: JWSTransactionDecodedPayload, products: ProductList
+) -> bool:
+    """Record a refund that arrived before the purchase was redeemed, so that a later
+    redemption of the same transaction is refused instead of credited. False if a redemption
+    got there first (the caller then refunds it normally) or the product is not ours."""
+    product = products.find(transaction.productId or "")
+    if product is None or not transaction.transactionId:
+        return False
+    inserted = (
+        await session.execute(
+            text(
+                "INSERT INTO purchases (transaction_id, original_transaction_id, user_id, "
+                "product_id, credits, environment, status, purchased_at) "
+                "VALUES (:tid, :original, NULL, :product, :credits, :environment, 'refunded', "
+                ":at) ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
+            ),
+            {
+                "tid": transaction.transactionId,
+                "original": transaction.originalTransactionId,
+                "product": product.product_id,
+                "credits": product.credits * max(1, transaction.quantity or 1),
+                "environment": transaction.rawEnvironment or "",
+                "at": _purchase_date(transaction),
+            },
+        )
+    ).scalar_one_or_none()
+    return inserted is not None
+
+
 async def _restore(session: AsyncSession, transaction_id: str, delivery_id: str) -> str:
     purchase = await _locked_purchase(session, transaction_id)
     if purchase is None:
         return "unknown transaction"
     if purchase.status != "refunded":
         return "not refunded"
+    if purchase.user_id is None and purchase.credits_revoked == purchase.refund_shortfall == 0:
+        # A tombstone (refunded before anyone redeemed it): the transaction is good again.
+        await session.execute(delete(Purchase).where(Purchase.transaction_id == transaction_id))
+        return "reversed before redemption"
     given_back = purchase.credits_revoked if purchase.user_id is not None else 0
     if given_back > 0 and purchase.user_id is not None:
         await credits.add(
