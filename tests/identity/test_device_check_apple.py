@@ -1,5 +1,6 @@
 """device-check with the `apple` verifier against a fake DeviceCheck service over real HTTP."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,7 +40,8 @@ async def test_first_check_grants_and_sets_bit0_at_apple(
     assert response.json()["credits_remaining"] == 10
     assert fake_apple.bits["phone-A"]["bit0"] is True
     paths = [path for path, _ in fake_apple.requests]
-    assert paths == ["/v1/query_two_bits", "/v1/update_two_bits"]
+    # A first grant reads the bits again under the grant lock before setting bit0.
+    assert paths == ["/v1/query_two_bits", "/v1/query_two_bits", "/v1/update_two_bits"]
     query = fake_apple.requests[0][1]
     assert query["device_token"] == "phone-A.token-1"
     assert len(query["transaction_id"]) == 36
@@ -155,3 +157,14 @@ async def test_our_credentials_refused_is_not_the_devices_fault(
         assert response.status_code == 502
         assert response.json()["error"]["code"] == "ERR_5002"
     assert await totals(db) == (0, 0)
+
+
+async def test_concurrent_installs_of_one_phone_share_one_grant(
+    client: httpx.AsyncClient, fake_apple: FakeApple, db: AsyncSession
+) -> None:
+    responses = await asyncio.gather(
+        *(device_check(client, f"install-{n}", f"phone-A.token-{n}") for n in range(8))
+    )
+    assert {r.status_code for r in responses} == {200}
+    assert sorted(r.json()["credits_remaining"] for r in responses) == [0] * 7 + [10]
+    assert await totals(db) == (8, 1)

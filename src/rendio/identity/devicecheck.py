@@ -40,6 +40,9 @@ class Bits:
 
 
 class DeviceVerifier(Protocol):
+    # True when the bits live in our transaction (their row lock serializes one device).
+    transactional: bool
+
     async def read(self, session: AsyncSession, device_token: str) -> Bits:
         """Verify the token and return the device's bits (both false if never set)."""
         ...
@@ -53,6 +56,8 @@ class DeviceVerifier(Protocol):
 
 class TrustVerifier:
     """Dev only: the token string stands in for the physical device."""
+
+    transactional = True
 
     async def read(self, session: AsyncSession, device_token: str) -> Bits:
         key = hashlib.sha256(device_token.encode()).hexdigest()
@@ -88,6 +93,8 @@ class _Retryable(Exception):
 
 class AppleDeviceCheck:
     """Apple's DeviceCheck HTTP API with an ES256 bearer JWT (team id, key id, .p8 key)."""
+
+    transactional = False
 
     def __init__(
         self,

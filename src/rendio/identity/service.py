@@ -5,7 +5,8 @@ Decisions (docs/decisions.md has the reasons):
   merging releases the `device_id`, so device-check never hands out a registered account.
 * Starter credits go through the ledger (reason `initial_grant`) and then bit0 is set, both
   before the transaction commits; a device whose bit0 is already set gets a guest with 0
-  credits and `initial_grant_claimed: true`.
+  credits and `initial_grant_claimed: true`. With Apple's verifier, grants are serialized
+  and bit0 read again under the lock (see `_read_bits_alone`).
 * Everything for one Apple account runs under a transaction-scoped advisory lock on its `sub`,
   so concurrent sign-ins and merges for it happen one after the other, and only once.
 """
@@ -23,7 +24,7 @@ from rendio.credits.models import Purchase
 from rendio.credits.service import Reason
 from rendio.generation.models import VideoJob
 from rendio.identity.apple_signin import AppleIdentity
-from rendio.identity.devicecheck import DeviceVerifier
+from rendio.identity.devicecheck import Bits, DeviceVerifier
 from rendio.identity.models import PushToken, User
 from rendio.identity.sessions import revoke_sessions
 from rendio.platform.errors import AuthApiError, Forbidden
@@ -68,6 +69,8 @@ async def check_device(
         raise Forbidden({"reason": "account banned"})
 
     if not user.initial_grant_claimed:
+        if not bits.bit0 and not verifier.transactional:
+            bits = await _read_bits_alone(session, verifier, device_token)
         if not bits.bit0 and starter_credits > 0:
             await credits.add(
                 session,
@@ -84,6 +87,22 @@ async def check_device(
         )
         await session.refresh(user)
     return DeviceUser(user=user, is_new=inserted is not None)
+
+
+async def _read_bits_alone(
+    session: AsyncSession, verifier: DeviceVerifier, device_token: str
+) -> Bits:
+    """Read the bits again while no other grant can run.
+
+    Apple's bits cannot be compare-and-set and its tokens do not name the device, so two
+    installs of one phone checking in at once would both see bit0 unset. Grants therefore take
+    one shared lock, held until this transaction (and its bit0 update) commits, and read again
+    under it. Only first grants pay for this; returning devices never reach it.
+    """
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended('devicecheck:grant', 0))")
+    )
+    return await verifier.read(session, device_token)
 
 
 async def create_anonymous_user(session: AsyncSession) -> User:
