@@ -4,13 +4,19 @@ or alone as `rendio worker`; any number of them share one database."""
 
 from __future__ import annotations
 
+import asyncio
+
 import procrastinate
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rendio.config import Settings
 from rendio.generation.tasks import Runtime
 from rendio.platform.storage import LocalStorage
 from rendio.providers.registry import build_providers
+
+log = structlog.get_logger("rendio.worker")
+_MAX_RESTART_BACKOFF = 30.0
 
 
 def media_storage(settings: Settings) -> LocalStorage:
@@ -29,12 +35,23 @@ def build_runtime(settings: Settings, sessions: async_sessionmaker[AsyncSession]
 async def run_worker(
     queue: procrastinate.App, runtime: Runtime, *, install_signal_handlers: bool
 ) -> None:
+    """Run the worker until stopped; if it dies (the database away long enough for
+    procrastinate's listener or heartbeat to give up), start it again after a backoff, so the
+    sweeper and the jobs are never left without one."""
     settings = runtime.settings
-    await queue.run_worker_async(
-        concurrency=settings.worker_concurrency,
-        additional_context={"runtime": runtime},
-        # Heartbeats three times per timeout, so one late beat does not look like a death.
-        update_heartbeat_interval=settings.worker_stalled_after / 3,
-        stalled_worker_timeout=settings.worker_stalled_after,
-        install_signal_handlers=install_signal_handlers,
-    )
+    backoff = 1.0
+    while True:
+        try:
+            await queue.run_worker_async(
+                concurrency=settings.worker_concurrency,
+                additional_context={"runtime": runtime},
+                # Heartbeats three times per timeout, so one late beat is not a death.
+                update_heartbeat_interval=settings.worker_stalled_after / 3,
+                stalled_worker_timeout=settings.worker_stalled_after,
+                install_signal_handlers=install_signal_handlers,
+            )
+            return  # stopped on purpose (a signal)
+        except Exception as error:
+            log.error("worker_died", error=repr(error), restart_in=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_RESTART_BACKOFF)

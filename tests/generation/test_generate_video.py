@@ -245,3 +245,17 @@ async def test_two_hundred_concurrent_requests_never_overdraw(
     assert sum(r.status_code == 200 for r in responses) == 33
     assert {r.status_code for r in responses} == {200, 402}
     assert (await db.execute(text("SELECT credits_remaining FROM users"))).scalar_one() == 1
+
+
+async def test_a_lone_surrogate_in_the_prompt_is_an_invalid_prompt(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    headers = await guest(client)
+    response = await client.post(
+        "/functions/v1/generate-video",
+        content=(b'{"model_id": "' + LOCAL_ID.encode() + b'", "prompt": "boat \\ud800"}'),
+        headers={**headers, "Idempotency-Key": "k", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "ERR_4003"
+    assert await counts(db) == (0, 0, 0, 0)

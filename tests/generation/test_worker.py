@@ -241,3 +241,44 @@ async def test_a_storage_failure_fails_the_job_and_refunds(
     status = await wait_for_end(client, headers, job_id)
     assert status["error"]["code"] == "ERR_6002"
     assert await refunds(db, job_id) == [1]
+
+
+async def test_media_links_refuse_hostile_input(client: httpx.AsyncClient) -> None:
+    future = 4_000_000_000
+    for url in (
+        "/media/" + "a" * 300 + f"?expires={future}&sig=" + "0" * 64,
+        f"/media/videos/x/video.mp4?expires={future}&sig=%C3%A9",
+        f"/media/../../etc/passwd?expires={future}&sig=" + "0" * 64,
+        "/media/videos/x/video.mp4?expires=soon&sig=x",
+        "/media/videos/x/video.mp4",
+    ):
+        response = await client.get(url)
+        assert response.status_code in (404, 422), url
+        assert response.json()["error"]["code"] in ("ERR_4011", "ERR_4013"), url
+
+
+async def test_a_late_second_run_never_deletes_the_winners_video(
+    worker_client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Two runs of one job can overlap when a slow worker is presumed dead; the loser of the
+    completion compare-and-swap removes only its own copies."""
+    from rendio.generation import tasks
+    from rendio.providers.base import PollResult
+    from rendio.providers.local_render import RenderSpec, render_video
+    from rendio.worker import build_runtime
+
+    client = worker_client
+    headers = await guest(client)
+    job_id = (await generate(client, headers)).json()["job_id"]
+    status = await wait_for_end(client, headers, job_id)
+    app = client._transport.app  # type: ignore[attr-defined]
+    runtime = build_runtime(app.state.settings, app.state.sessions)
+    job = await tasks._load(runtime, uuid.UUID(job_id))
+    assert job is not None
+    late_video = tmp_path / "late.mp4"
+    render_video(RenderSpec("late", 1, 320, 180), late_video)
+    await tasks._finish(runtime, job, PollResult("completed", video=late_video))
+    again = await client.get(status["video_url"])
+    assert again.status_code == 200
+    media = app.state.settings.data_dir / "media" / "videos" / job_id
+    assert len(list(media.iterdir())) == 1, "only the winner's run folder is left"

@@ -185,3 +185,27 @@ async def test_metrics_count_requests_by_route_template(http: httpx.AsyncClient)
     )
     assert "rendio_http_request_duration_seconds_bucket" in body
     assert "/no/such/path/12345" not in body
+
+
+async def test_lone_surrogates_are_refused_not_crashed_on(client: httpx.AsyncClient) -> None:
+    lone = b'"\\ud800"'
+    device = await client.post(
+        "/functions/v1/device-check",
+        content=b'{"device_id": "install-1", "device_token": ' + lone + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert device.status_code == 422
+    assert device.json()["error"]["code"] == "ERR_4013"
+    refresh = await client.post(
+        "/auth/v1/token?grant_type=refresh_token",
+        content=b'{"refresh_token": ' + lone + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert refresh.status_code == 400
+    assert refresh.json()["code"] == "validation_failed"
+    pair = await client.post(
+        "/functions/v1/device-check",
+        content=b'{"device_id": "install-1", "device_token": "\\ud83d\\ude00"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert pair.status_code == 200, "an escaped surrogate pair is an ordinary emoji"

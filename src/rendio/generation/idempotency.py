@@ -59,7 +59,8 @@ def parse_key(value: str | None) -> str:
 
 def fingerprint(method: str, path: str, body: Any) -> str:
     """SHA-256 of method, path and the body as canonical JSON (key order and spacing aside)."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # ensure_ascii: a lone surrogate in the body must not make hashing fail.
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(f"{method}\n{path}\n{canonical}".encode()).hexdigest()
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import av
 import procrastinate
+import procrastinate.exceptions
 import stamina
 import structlog
 from sqlalchemy import text
@@ -150,12 +151,14 @@ async def advance_job(context: procrastinate.JobContext, job_id: str, polls: int
 
 async def _submit(runtime: Runtime, provider: VideoProvider, job: _Job) -> bool:
     """Hand the job to its provider; True if it was taken and needs following."""
-    await _execute(
+    still_open = await _execute(
         runtime,
         "UPDATE video_jobs SET status = 'processing', updated_at = now() "
-        "WHERE job_id = :id AND status IN ('pending', 'processing')",
+        "WHERE job_id = :id AND status IN ('pending', 'processing') RETURNING job_id",
         id=job.job_id,
     )
+    if not still_open:  # ended meanwhile: do not spend a provider's money on it
+        return False
     try:
         async for attempt in _retrying(runtime.settings):
             with attempt:
@@ -204,13 +207,19 @@ async def _poll(runtime: Runtime, provider: VideoProvider, job: _Job, provider_j
 
 
 async def _finish(runtime: Runtime, job: _Job, result: PollResult) -> None:
-    """Copy the result into storage with a thumbnail, then complete the job."""
-    video_key = f"videos/{job.job_id}/video.mp4"
-    thumbnail_key = f"videos/{job.job_id}/thumbnail.jpg"
+    """Copy the result into storage with a thumbnail, then complete the job.
+
+    Keys are unique to this run: if two runs of one job overlap (a worker presumed dead that
+    was only slow), the one that loses the compare-and-swap deletes its own copies, never the
+    winner's.
+    """
+    run = uuid.uuid4().hex[:12]
+    video_key = f"videos/{job.job_id}/{run}/video.mp4"
+    thumbnail_key = f"videos/{job.job_id}/{run}/thumbnail.jpg"
     try:
         if result.video is None or not result.video.is_file():
             raise OSError("the provider reported no video file")
-        thumbnail = job.request.workdir / "thumbnail.jpg"
+        thumbnail = job.request.workdir / f"thumbnail-{run}.jpg"
         await asyncio.to_thread(write_thumbnail, result.video, thumbnail)
         await runtime.storage.put_file(video_key, result.video)
         await runtime.storage.put_file(thumbnail_key, thumbnail)
@@ -223,9 +232,10 @@ async def _finish(runtime: Runtime, job: _Job, result: PollResult) -> None:
         await session.commit()
     if completed:
         log.info("job_completed", job_id=str(job.job_id))
+        shutil.rmtree(job.request.workdir, ignore_errors=True)
     else:
         await runtime.storage.delete([video_key, thumbnail_key])
-    shutil.rmtree(job.request.workdir, ignore_errors=True)
+        thumbnail.unlink(missing_ok=True)
 
 
 async def _cancel_quietly(provider: VideoProvider, job: _Job) -> None:
@@ -264,9 +274,14 @@ async def sweep_once(app: procrastinate.App, runtime: Runtime) -> dict[str, int]
         seconds_since_heartbeat=settings.worker_stalled_after
     )
     for stuck in stalled:
-        if stuck.task_name == ADVANCE_TASK:
+        if stuck.task_name != ADVANCE_TASK:
+            continue
+        try:
             await app.job_manager.retry_job(stuck)
             retried += 1
+        except procrastinate.exceptions.ProcrastinateException as error:
+            # It finished or was retried by someone else between the two queries.
+            log.info("sweep_retry_skipped", job=stuck.id, reason=str(error))
 
     async with runtime.sessions() as session:
         overdue = (
@@ -302,11 +317,16 @@ async def sweep_once(app: procrastinate.App, runtime: Runtime) -> dict[str, int]
             .scalars()
             .all()
         )
+    requeued = 0
     for job_id in stranded:
-        await app.configure_task(ADVANCE_TASK, lock=job_lock(job_id)).defer_async(
-            job_id=str(job_id)
-        )
-    done = {"retried": retried, "overdue": len(overdue), "requeued": len(stranded)}
+        try:
+            await app.configure_task(
+                ADVANCE_TASK, lock=job_lock(job_id), queueing_lock=job_lock(job_id)
+            ).defer_async(job_id=str(job_id))
+            requeued += 1
+        except procrastinate.exceptions.AlreadyEnqueued:
+            pass
+    done = {"retried": retried, "overdue": len(overdue), "requeued": requeued}
     if any(done.values()):
         log.info("sweep", **done)
     return done
@@ -316,6 +336,7 @@ def register(app: procrastinate.App, *, sweep_every: int) -> None:
     """Add the generation tasks to a queue app (plain registration: procrastinate blueprints
     rename their tasks when added, so one blueprint cannot serve two apps in a process)."""
     app.task(name=ADVANCE_TASK, pass_context=True, retry=_TASK_RETRY)(advance_job)
-    sweeper = app.task(name="generation:sweep", pass_context=True)(sweep)
+    # One sweep at a time (lock), even when one outlasts the period.
+    sweeper = app.task(name="generation:sweep", pass_context=True, lock="generation:sweep")(sweep)
     # The sixth cron field is seconds.
     app.periodic(cron=f"* * * * * */{sweep_every}", periodic_id="sweep")(sweeper)

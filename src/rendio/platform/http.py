@@ -130,14 +130,27 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(code, {}, request.headers.get("accept-language"))
 
     async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(getattr(exc, "orig", None), UnicodeError):
+            return await on_bad_text(request, exc)
         log.error("database_error", error=type(exc).__name__, exc_info=exc)
         return error_response(ErrorCode.DATABASE_ERROR, {}, request.headers.get("accept-language"))
+
+    async def on_bad_text(request: Request, exc: Exception) -> JSONResponse:
+        """JSON may carry lone surrogates (`"\\ud800"`), which no UTF-8 text can hold; the
+        first attempt to encode one lands here, and the transaction has rolled back."""
+        problem = "text must be valid Unicode (no lone surrogates)"
+        if _is_auth_path(request):
+            return gotrue_error_response(AuthApiError(400, "validation_failed", problem))
+        return error_response(
+            ErrorCode.VALIDATION_FAILED, {"body": problem}, request.headers.get("accept-language")
+        )
 
     app.add_exception_handler(AppError, on_app_error)
     app.add_exception_handler(AuthApiError, on_auth_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(SQLAlchemyError, on_database)
+    app.add_exception_handler(UnicodeError, on_bad_text)
 
 
 class BodyTooLarge(Exception):

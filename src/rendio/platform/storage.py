@@ -69,17 +69,18 @@ class LocalStorage:
                 path = self._path(key)
                 path.unlink(missing_ok=True)
                 folder = path.parent
-                if folder != self.root and folder.is_dir() and not any(folder.iterdir()):
+                while folder != self.root and folder.is_dir() and not any(folder.iterdir()):
                     folder.rmdir()
+                    folder = folder.parent
 
         await asyncio.to_thread(remove)
 
     def local_path(self, key: str) -> Path | None:
         try:
             path = self._path(key)
-        except ValueError:
+            return path if path.is_file() else None
+        except (ValueError, OSError):  # escapes the root, or a name the filesystem refuses
             return None
-        return path if path.is_file() else None
 
 
 def _signature(secret: str, key: str, expires: int) -> str:
@@ -96,7 +97,9 @@ def signed_url(base_url: str, secret: str, key: str, lifetime_seconds: int) -> s
 def valid_signature(secret: str, key: str, expires: int, signature: str) -> bool:
     if expires < time.time():
         return False
-    return hmac.compare_digest(_signature(secret, key, expires), signature)
+    return hmac.compare_digest(
+        _signature(secret, key, expires).encode(), signature.encode("utf-8", "replace")
+    )
 
 
 router = APIRouter(tags=["media"])
@@ -105,9 +108,10 @@ router = APIRouter(tags=["media"])
 @router.get(MEDIA_PREFIX + "/{key:path}", include_in_schema=False)
 async def media(request: Request, key: str, expires: int = 0, sig: str = "") -> FileResponse:
     """A stored file, for whoever holds an unexpired signed link (else 404: never leak)."""
-    secret = request.app.state.keys.secret
+    if not valid_signature(request.app.state.keys.secret, key, expires, sig):
+        raise NotFound({})
     path = request.app.state.storage.local_path(key)
-    if path is None or not valid_signature(secret, key, expires, sig):
+    if path is None:
         raise NotFound({})
     media_type = _CONTENT_TYPES.get(path.suffix, "application/octet-stream")
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})

@@ -21,6 +21,7 @@ import asyncio
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from rendio.providers.base import GenerationRequest, PollResult, ProviderError
@@ -38,15 +39,19 @@ class _Render:
 class LocalProvider:
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, max_parallel: int = 2) -> None:
         self._renders: dict[str, _Render] = {}
         self._submits: Counter[str] = Counter()
+        # Renders are CPU-bound: a pool of their own keeps them from starving the default
+        # executor (thumbnails, file copies) and bounds how many run at once.
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="render")
 
     async def submit(self, request: GenerationRequest) -> str:
         key = str(request.job_id)
         simulate = request.options.get("simulate")
         self._submits[key] += 1
         if simulate == "reject":
+            self._submits.pop(key, None)
             raise ProviderError("the local renderer refused this request", retryable=False)
         if simulate == "unavailable":
             raise ProviderError("the local renderer is unavailable", retryable=True)
@@ -75,7 +80,7 @@ class LocalProvider:
             render_video(spec, partial, progress)
             partial.replace(request.workdir / OUTPUT_NAME)
 
-        state.task = asyncio.ensure_future(asyncio.to_thread(render))
+        state.task = asyncio.get_running_loop().run_in_executor(self._pool, render)
         self._renders[key] = state
 
     async def poll(self, provider_job_id: str, request: GenerationRequest) -> PollResult:
@@ -103,3 +108,4 @@ class LocalProvider:
     async def cancel(self, provider_job_id: str, request: GenerationRequest) -> None:
         # A thread cannot be interrupted; forgetting it lets its output be ignored.
         self._renders.pop(provider_job_id, None)
+        self._submits.pop(provider_job_id, None)

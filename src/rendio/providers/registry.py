@@ -10,7 +10,7 @@ from rendio.providers.base import VideoProvider
 from rendio.providers.local import LocalProvider
 
 ADAPTERS: dict[str, Callable[[Settings], VideoProvider]] = {
-    "local": lambda settings: LocalProvider(),
+    "local": lambda settings: LocalProvider(max_parallel=settings.worker_concurrency),
 }
 
 

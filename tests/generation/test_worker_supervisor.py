@@ -1,0 +1,27 @@
+"""The worker is started again when procrastinate's worker dies (e.g. the database was away)."""
+
+from typing import Any
+
+from rendio.config import Settings
+from rendio.worker import build_runtime, run_worker
+
+
+class DyingQueue:
+    """Stands in for procrastinate's App: its worker dies once, then runs until stopped."""
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, Any]] = []
+
+    async def run_worker_async(self, **options: Any) -> None:
+        self.runs.append(options)
+        if len(self.runs) == 1:
+            raise ConnectionError("PoolTimeout: the database went away")
+
+
+async def test_a_dead_worker_is_started_again(settings: Settings) -> None:
+    queue = DyingQueue()
+    runtime = build_runtime(settings, sessions=None)  # type: ignore[arg-type]
+    await run_worker(queue, runtime, install_signal_handlers=False)  # type: ignore[arg-type]
+    assert len(queue.runs) == 2
+    assert queue.runs[1]["additional_context"] == {"runtime": runtime}
+    assert queue.runs[1]["stalled_worker_timeout"] == settings.worker_stalled_after
