@@ -164,7 +164,18 @@ async def test_health_ready_docs(http: httpx.AsyncClient) -> None:
     assert (await http.get("/ready")).json() == {"status": "ready"}
     assert (await http.get("/docs")).status_code == 200
     spec = (await http.get("/openapi.json")).json()
-    assert "/functions/v1/get-models" in spec["paths"]
+    for path in (
+        "/functions/v1/get-models",
+        "/functions/v1/device-check",
+        "/functions/v1/generate-video",
+        "/functions/v1/get-video-status",
+        "/functions/v1/update-credits",
+        "/auth/v1/token",
+        "/webhooks/app-store",
+    ):
+        assert path in spec["paths"], path
+    generate = spec["paths"]["/functions/v1/generate-video"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in generate["parameters"])
 
 
 async def test_ready_reports_a_dead_database(settings: Settings) -> None:
