@@ -282,3 +282,27 @@ async def test_a_late_second_run_never_deletes_the_winners_video(
     assert again.status_code == 200
     media = app.state.settings.data_dir / "media" / "videos" / job_id
     assert len(list(media.iterdir())) == 1, "only the winner's run folder is left"
+
+
+async def test_the_sweeper_removes_scratch_folders_of_ended_jobs(
+    client: httpx.AsyncClient,
+) -> None:
+    import os
+
+    from rendio.worker import build_runtime
+
+    headers = await guest(client)
+    open_job = (await generate(client, headers)).json()["job_id"]  # pending: no worker here
+    app = client._transport.app  # type: ignore[attr-defined]
+    runtime = build_runtime(app.state.settings, app.state.sessions)
+    folders = {name: runtime.workdir / name for name in (open_job, str(uuid.uuid4()), "not-a-job")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+        (folder / "video.mp4").write_bytes(b"partial")
+        os.utime(folder, (0, 0))
+    done = await sweep_once(app.state.queue, runtime)
+    assert done["cleaned"] == 1
+    assert {name for name, folder in folders.items() if folder.exists()} == {
+        open_job,
+        "not-a-job",
+    }

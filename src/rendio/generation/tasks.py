@@ -326,10 +326,53 @@ async def sweep_once(app: procrastinate.App, runtime: Runtime) -> dict[str, int]
             requeued += 1
         except procrastinate.exceptions.AlreadyEnqueued:
             pass
-    done = {"retried": retried, "overdue": len(overdue), "requeued": requeued}
+    cleaned = await _clean_workdirs(runtime)
+    done = {
+        "retried": retried,
+        "overdue": len(overdue),
+        "requeued": requeued,
+        "cleaned": cleaned,
+    }
     if any(done.values()):
         log.info("sweep", **done)
     return done
+
+
+async def _clean_workdirs(runtime: Runtime) -> int:
+    """Remove scratch folders left by jobs that are no longer unfinished (a render that
+    outlived its job, a job deleted with its account). Only folders untouched for a while are
+    considered, so a job just created is never raced."""
+    root = runtime.workdir
+    if not root.is_dir():
+        return 0
+    cutoff = datetime.now(UTC).timestamp() - runtime.settings.job_stale_after
+    candidates = {}
+    for folder in root.iterdir():
+        try:
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                candidates[uuid.UUID(folder.name)] = folder
+        except (ValueError, OSError):
+            continue
+    if not candidates:
+        return 0
+    async with runtime.sessions() as session:
+        unfinished = set(
+            (
+                await session.execute(
+                    text(
+                        "SELECT job_id FROM video_jobs WHERE job_id = ANY(:ids) "
+                        "AND status IN ('pending', 'processing')"
+                    ),
+                    {"ids": list(candidates)},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    stale = [folder for job_id, folder in candidates.items() if job_id not in unfinished]
+    for folder in stale:
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+    return len(stale)
 
 
 def register(app: procrastinate.App, *, sweep_every: int) -> None:
