@@ -2,12 +2,13 @@
 
 `advance_job` is the only job task. Each run looks at the job and does the next thing —
 submit it, or poll it once — then queues itself again with a growing delay while the provider
-is still working. Runs for one job never overlap (procrastinate lock per job), each is safe to
-repeat, and every way a job can end goes through the compare-and-swap in `service.py`.
+is still working. A procrastinate lock per job keeps its runs apart, but a worker presumed dead
+that was only slow can overlap with its replacement, so every step is safe to repeat and every
+way a job can end goes through the compare-and-swap in `service.py`.
 
 `sweep` (periodic) recovers what a crash strands: tasks of dead workers are run again, jobs
-past their deadline are failed and refunded, and unfinished jobs nobody is following are
-queued again.
+past their deadline are failed and refunded, unfinished jobs nobody is following are queued
+again, and scratch folders of ended jobs are removed.
 """
 
 from __future__ import annotations
