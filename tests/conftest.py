@@ -159,6 +159,17 @@ def service_env(**variables: str) -> dict[str, str]:
     return env
 
 
+def credits_verify(database_url: str) -> subprocess.CompletedProcess[str]:
+    """`rendio credits verify` on a database, as an operator would run it."""
+    return subprocess.run(
+        [*rendio_command(), "credits", "verify"],
+        env=service_env(RENDIO_DATABASE_URL=database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> float:
     """Poll `url` until it answers 200; return the seconds it took."""
     started = time.monotonic()

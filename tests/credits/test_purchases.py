@@ -1,7 +1,6 @@
 """Balance, products, StoreKit 2 purchases and App Store notifications, over HTTP."""
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from rendio.app import create_app
 from rendio.config import SettingsError
 from rendio.credits import service as credits
 from rendio.credits.service import Reason
-from tests.conftest import open_client, rendio_command, service_env, start_server
+from tests.conftest import credits_verify, open_client, service_env, start_server
 from tests.fakes.storekit import BUNDLE_ID, TestAppStore
 from tests.identity.conftest import bearer, device_check
 
@@ -341,13 +340,7 @@ def test_purchase_and_refund_on_a_live_server_leave_the_ledger_verified(
             }
     finally:
         server.stop()
-    verify = subprocess.run(
-        [*rendio_command(), "credits", "verify"],
-        env=service_env(RENDIO_DATABASE_URL=clean_database),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    verify = credits_verify(clean_database)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 

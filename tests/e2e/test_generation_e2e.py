@@ -12,7 +12,13 @@ from typing import Any
 import av
 import httpx
 
-from tests.conftest import LiveServer, rendio_command, service_env, start_server
+from tests.conftest import (
+    LiveServer,
+    credits_verify,
+    rendio_command,
+    service_env,
+    start_server,
+)
 from tests.generation.conftest import FAST_WORKER, LOCAL_ID, add_models, simulated_model
 
 
@@ -87,42 +93,42 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def test_a_worker_killed_mid_job_is_recovered_once(clean_database: str, tmp_path: Path) -> None:
-    (slow,) = add_models(clean_database, simulated_model("slow", delay_seconds=6))
-    env = fast_env(clean_database, tmp_path / "data")
+def run_and_kill_worker(
+    env: dict[str, str], tmp_path: Path, model_id: str
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Start a job, kill its worker with -9 once the job is processing, start another worker;
+    return the job's final status and the user's credits."""
     server: LiveServer = start_server(["--no-worker"], env, tmp_path / "s.log")
     worker = start_worker(env, tmp_path / "w1.log")
     try:
         with httpx.Client(base_url=server.base_url, timeout=10) as http:
             headers = onboard(http)
-            job_id = start_job(http, headers, slow, duration=2)
+            job_id = start_job(http, headers, model_id, duration=2)
             wait_until(http, headers, job_id, {"processing"}, timeout=30)
             time.sleep(1)
             os.kill(worker.pid, signal.SIGKILL)
             worker.wait()
             assert status_of(http, headers, job_id)["status"] == "processing"
-
             worker = start_worker(env, tmp_path / "w2.log")
             final = wait_until(http, headers, job_id, {"completed", "failed"})
             credits = http.get("/functions/v1/get-user-credits", headers=headers).json()
-        # Completed and charged once, or failed and refunded once: never both, never neither.
-        if final["status"] == "completed":
-            assert credits["credits_remaining"] == 8
-        else:
-            assert credits["credits_remaining"] == 10
     finally:
         worker.terminate()
         worker.wait(20)
         server.stop()
-    verify = subprocess.run(
-        [*rendio_command(), "credits", "verify"],
-        env=service_env(RENDIO_DATABASE_URL=clean_database),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    assert credits_verify(env["RENDIO_DATABASE_URL"]).returncode == 0
+    return final, credits
+
+
+def test_a_worker_killed_between_polls_is_recovered(clean_database: str, tmp_path: Path) -> None:
+    """The render died with its worker; the next worker's poll starts it again: completed,
+    charged once (10 - 2)."""
+    (slow,) = add_models(clean_database, simulated_model("slow", delay_seconds=6))
+    final, credits = run_and_kill_worker(
+        fast_env(clean_database, tmp_path / "data"), tmp_path, slow
     )
-    assert verify.returncode == 0, verify.stdout
-    assert final["status"] == "completed", "the local job is re-rendered, so it completes"
+    assert final["status"] == "completed"
+    assert credits["credits_remaining"] == 8
 
 
 def test_a_task_of_a_killed_worker_is_run_again_and_refunds_once(
@@ -133,23 +139,7 @@ def test_a_task_of_a_killed_worker_is_run_again_and_refunds_once(
     (down,) = add_models(clean_database, simulated_model("down", simulate="unavailable"))
     env = fast_env(clean_database, tmp_path / "data")
     env.update(RENDIO_PROVIDER_RETRY_INITIAL="2", RENDIO_PROVIDER_RETRY_MAX="2")
-    server = start_server(["--no-worker"], env, tmp_path / "s.log")
-    worker = start_worker(env, tmp_path / "w1.log")
-    try:
-        with httpx.Client(base_url=server.base_url, timeout=10) as http:
-            headers = onboard(http)
-            job_id = start_job(http, headers, down, duration=1)
-            wait_until(http, headers, job_id, {"processing"}, timeout=30)
-            time.sleep(1)
-            os.kill(worker.pid, signal.SIGKILL)
-            worker.wait()
-            worker = start_worker(env, tmp_path / "w2.log")
-            final = wait_until(http, headers, job_id, {"completed", "failed"})
-            credits = http.get("/functions/v1/get-user-credits", headers=headers).json()
-        assert final["error"]["code"] == "ERR_5002"
-        assert credits["credits_remaining"] == 10
-        assert "'retried': 1" in (tmp_path / "w2.log").read_text()
-    finally:
-        worker.terminate()
-        worker.wait(20)
-        server.stop()
+    final, credits = run_and_kill_worker(env, tmp_path, down)
+    assert final["error"]["code"] == "ERR_5002"
+    assert credits["credits_remaining"] == 10
+    assert "'retried': 1" in (tmp_path / "w2.log").read_text()
