@@ -1,9 +1,9 @@
 """The credits service against real PostgreSQL: guarded, ledgered, race-free."""
 
 import asyncio
-import subprocess
 import uuid
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from rendio.credits import service
 from rendio.credits.audit import ledger_offences
 from rendio.credits.service import DuplicateLedgerEntry, Reason
-from rendio.platform.db import session_factory
+from rendio.platform.db import libpq_url, session_factory
 from rendio.platform.errors import InsufficientCredits, NotFound
-from tests.conftest import rendio_command, service_env
+from tests.conftest import credits_verify
 
 
 async def new_user(session: AsyncSession) -> uuid.UUID:
@@ -185,32 +185,15 @@ async def test_the_invariant_holds_after_every_step(
 
 
 def test_cli_verify_finds_and_names_offenders(clean_database: str) -> None:
-    env = service_env(RENDIO_DATABASE_URL=clean_database)
-    clean = subprocess.run(
-        [*rendio_command(), "credits", "verify"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    clean = credits_verify(clean_database)
     assert clean.returncode == 0, clean.stderr
     assert "consistent" in clean.stdout
-
-    import psycopg
-
-    from rendio.platform.db import libpq_url
 
     with psycopg.connect(libpq_url(clean_database), autocommit=True) as conn:
         user_id = conn.execute(
             "INSERT INTO users (credits_remaining) VALUES (7) RETURNING id"
         ).fetchone()[0]
-        broken = subprocess.run(
-            [*rendio_command(), "credits", "verify"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        broken = credits_verify(clean_database)
         conn.execute("DELETE FROM users WHERE id = %s", (user_id,))  # repair before teardown
     assert broken.returncode == 1
     assert str(user_id) in broken.stderr
