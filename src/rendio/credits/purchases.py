@@ -29,7 +29,7 @@ from rendio.credits.appstore import AppStoreVerifier
 from rendio.credits.models import Purchase
 from rendio.credits.products import ProductList
 from rendio.credits.service import Reason
-from rendio.platform.errors import PurchaseInvalid
+from rendio.platform.errors import NotFound, PurchaseInvalid
 
 SOURCE = "app-store"
 _MAX_QUANTITY = 100
@@ -108,11 +108,14 @@ async def redeem(
 async def _lock_account(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID:
     """Lock the buyer's row before anything else (the order merges and refunds use too) and
     return the account the credits belong to: a guest merged meanwhile sends them on."""
-    merged_into = (
+    buyer = (
         await session.execute(
             text("SELECT merged_into FROM users WHERE id = :id FOR UPDATE"), {"id": user_id}
         )
-    ).scalar_one()
+    ).one_or_none()
+    if buyer is None:  # the account was deleted after the request was authenticated
+        raise NotFound({"user_id": str(user_id)})
+    merged_into = buyer.merged_into
     if merged_into is None:
         return user_id
     await session.execute(
