@@ -32,6 +32,7 @@ from rendio.credits.service import Reason
 from rendio.platform.errors import NotFound, PurchaseInvalid
 
 SOURCE = "app-store"
+_LOCK_USER = text("SELECT 1 FROM users WHERE id = :id FOR UPDATE")
 _MAX_QUANTITY = 100
 
 
@@ -115,13 +116,15 @@ async def _lock_account(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID:
     ).one_or_none()
     if buyer is None:  # the account was deleted after the request was authenticated
         raise NotFound({"user_id": str(user_id)})
-    merged_into = buyer.merged_into
+    merged_into: uuid.UUID | None = buyer.merged_into
     if merged_into is None:
         return user_id
-    await session.execute(
-        text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": merged_into}
-    )
-    return merged_into  # type: ignore[no-any-return]
+    await _lock_user(session, merged_into)
+    return merged_into
+
+
+async def _lock_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+    await session.execute(_LOCK_USER, {"id": user_id})
 
 
 async def _earlier_result(
@@ -215,9 +218,7 @@ async def _locked_purchase(session: AsyncSession, transaction_id: str) -> Purcha
             )
         ).scalar_one_or_none()
         if owner is not None:
-            await session.execute(
-                text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": owner}
-            )
+            await _lock_user(session, owner)
         purchase = (
             await session.execute(
                 select(Purchase).where(Purchase.transaction_id == transaction_id).with_for_update(),
@@ -247,12 +248,7 @@ async def _take_back(
         return "already refunded"
     taken = 0
     if purchase.user_id is not None:
-        available = (
-            await session.execute(
-                text("SELECT credits_remaining FROM users WHERE id = :id"),
-                {"id": purchase.user_id},
-            )
-        ).scalar_one()
+        available, _ = await credits.balance(session, purchase.user_id)
         taken = min(purchase.credits, available)
     shortfall = purchase.credits - taken
     if taken > 0 and purchase.user_id is not None:
@@ -264,17 +260,23 @@ async def _take_back(
             transaction_id=f"purchase_refund:{transaction_id}:{delivery_id}",
             details={"transaction_id": transaction_id, "shortfall": shortfall},
         )
+    await _set_refund_state(session, transaction_id, "refunded", taken, shortfall)
+    return f"refunded {taken}, shortfall {shortfall}"
+
+
+async def _set_refund_state(
+    session: AsyncSession, transaction_id: str, status: str, revoked: int, shortfall: int
+) -> None:
     await session.execute(
         update(Purchase)
         .where(Purchase.transaction_id == transaction_id)
         .values(
-            status="refunded",
-            credits_revoked=taken,
+            status=status,
+            credits_revoked=revoked,
             refund_shortfall=shortfall,
             updated_at=datetime.now(UTC),
         )
     )
-    return f"refunded {taken}, shortfall {shortfall}"
 
 
 async def _tombstone(
@@ -317,24 +319,16 @@ async def _restore(session: AsyncSession, transaction_id: str, delivery_id: str)
         # A tombstone (refunded before anyone redeemed it): the transaction is good again.
         await session.execute(delete(Purchase).where(Purchase.transaction_id == transaction_id))
         return "reversed before redemption"
-    given_back = purchase.credits_revoked if purchase.user_id is not None else 0
-    if given_back > 0 and purchase.user_id is not None:
+    owner = purchase.user_id
+    given_back = purchase.credits_revoked if owner is not None else 0
+    if owner is not None and given_back > 0:
         await credits.add(
             session,
-            purchase.user_id,
+            owner,
             given_back,
             reason=Reason.PURCHASE_RESTORED,
             transaction_id=f"purchase_restored:{transaction_id}:{delivery_id}",
             details={"transaction_id": transaction_id},
         )
-    await session.execute(
-        update(Purchase)
-        .where(Purchase.transaction_id == transaction_id)
-        .values(
-            status="credited",
-            credits_revoked=0,
-            refund_shortfall=0,
-            updated_at=datetime.now(UTC),
-        )
-    )
+    await _set_refund_state(session, transaction_id, "credited", 0, 0)
     return f"restored {given_back}"

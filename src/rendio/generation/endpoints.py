@@ -17,7 +17,7 @@ from rendio.generation.schemas import (
     VideoStatusOut,
 )
 from rendio.generation.service import start_generation
-from rendio.identity.dependencies import CurrentUser
+from rendio.identity.dependencies import CurrentUser, keys
 from rendio.platform import i18n
 from rendio.platform.db import Session
 from rendio.platform.errors import Forbidden, NotFound, ValidationFailed
@@ -106,11 +106,11 @@ async def _status(
     ).one_or_none()
     if row is None:
         raise NotFound({"job_id": str(job_id)})
-    keys = request.app.state.keys
+    secret = keys(request).secret
     lifetime = request.app.state.settings.media_url_lifetime
 
     def link(key: str | None) -> str | None:
-        return signed_url(_media_base(request), keys.secret, key, lifetime) if key else None
+        return signed_url(_media_base(request), secret, key, lifetime) if key else None
 
     error = None
     if row.error_code:

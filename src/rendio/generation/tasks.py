@@ -377,8 +377,7 @@ async def _clean_workdirs(runtime: Runtime) -> int:
 
 
 def register(app: procrastinate.App, *, sweep_every: int) -> None:
-    """Add the generation tasks to a queue app (plain registration: procrastinate blueprints
-    rename their tasks when added, so one blueprint cannot serve two apps in a process)."""
+    """Add the generation tasks, and the periodic sweep, to a queue app (see queue.py)."""
     app.task(name=ADVANCE_TASK, pass_context=True, retry=_TASK_RETRY)(advance_job)
     # One sweep at a time (lock), even when one outlasts the period.
     sweeper = app.task(name="generation:sweep", pass_context=True, lock="generation:sweep")(sweep)

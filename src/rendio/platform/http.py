@@ -74,8 +74,9 @@ def gotrue_error_response(error: AuthApiError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
-def _is_auth_path(request: Request) -> bool:
-    return request.url.path.startswith(AUTH_PREFIX)
+def _is_auth_path(path: str) -> bool:
+    """`/auth/v1` answers errors in GoTrue's shape, everything else in the SPEC envelope."""
+    return path.startswith(AUTH_PREFIX)
 
 
 def _field_problems(error: RequestValidationError) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        if _is_auth_path(request):
+        if _is_auth_path(request.url.path):
             problems = _field_problems(exc)
             code = "bad_json" if "body" in problems else "validation_failed"
             return gotrue_error_response(AuthApiError(400, code, _describe(problems)))
@@ -119,7 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        if _is_auth_path(request):
+        if _is_auth_path(request.url.path):
             status = 404 if exc.status_code == 405 else exc.status_code
             return gotrue_error_response(AuthApiError(status, "not_found", "Not found"))
         code = _HTTP_TO_CODE.get(exc.status_code)
@@ -139,7 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
         """JSON may carry lone surrogates (`"\\ud800"`), which no UTF-8 text can hold; the
         first attempt to encode one lands here, and the transaction has rolled back."""
         problem = "text must be valid Unicode (no lone surrogates)"
-        if _is_auth_path(request):
+        if _is_auth_path(request.url.path):
             return gotrue_error_response(AuthApiError(400, "validation_failed", problem))
         return error_response(
             ErrorCode.VALIDATION_FAILED, {"body": problem}, request.headers.get("accept-language")
@@ -217,7 +218,7 @@ class RequestMiddleware:
                 raise
             response = (
                 gotrue_error_response(AuthApiError(500, "unexpected_failure", "Unexpected failure"))
-                if scope.get("path", "").startswith(AUTH_PREFIX)
+                if _is_auth_path(scope.get("path", ""))
                 else error_response(
                     ErrorCode.INTERNAL_ERROR, {}, _header(scope, b"accept-language")
                 )
@@ -246,7 +247,7 @@ class RequestMiddleware:
         return self._invalid(scope, {"body": "too large", "max_bytes": self.max_body_bytes})
 
     def _invalid(self, scope: Scope, details: dict[str, Any]) -> ASGIApp:
-        if scope.get("path", "").startswith(AUTH_PREFIX):
+        if _is_auth_path(scope.get("path", "")):
             problem = "; ".join(f"{name}: {value}" for name, value in details.items())
             return gotrue_error_response(AuthApiError(400, "validation_failed", problem))
         return error_response(

@@ -1,8 +1,9 @@
 """The durable job queue: procrastinate on the service's own PostgreSQL.
 
 No extra server to run; workers claim jobs with `FOR UPDATE SKIP LOCKED`, so any number of
-`rendio worker` processes (or the one inside `rendio serve`) share the work. Tasks are defined
-on blueprints in their domain's `tasks.py` and gathered here.
+`rendio worker` processes (or the one inside `rendio serve`) share the work. Each domain's
+`register(app)` adds its tasks (plain registration: procrastinate blueprints rename their tasks
+when added, so one blueprint cannot serve two apps in a process).
 """
 
 from __future__ import annotations
