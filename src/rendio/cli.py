@@ -204,18 +204,30 @@ def models_list(data_dir: DataDir = None) -> None:
     settings = _settings(data_dir)
     with _connection(settings) as conn:
         rows = conn.execute(select(Model).order_by(Model.is_featured.desc(), Model.name)).all()
+    runnable = set(offered_providers(settings))
     table = Table("slug", "name", "provider", "cost", "enabled", "offered")
     for row in rows:
-        offered = row.is_available and row.provider in offered_providers(settings)
         table.add_row(
             row.slug,
             row.name,
             row.provider,
             str(row.cost_per_generation),
             "yes" if row.is_available else "no",
-            "yes" if offered else "no (no provider key)" if row.is_available else "no",
+            _offered(row.is_available, row.provider, runnable, settings),
         )
     console.print(table)
+
+
+def _offered(enabled: bool, provider: str, runnable: set[str], settings: Settings) -> str:
+    if not enabled:
+        return "no"
+    if provider in runnable:
+        return "yes"
+    return (
+        "no (no provider key)"
+        if not settings.provider_configured(provider)
+        else "no (no adapter yet)"
+    )
 
 
 @credits_app.command("verify")

@@ -52,10 +52,10 @@ def snapshot(url: str) -> list[tuple]:
     return [tuple(row) for row in rows]
 
 
-def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*rendio_command(), *args],
-        env=service_env(RENDIO_DATABASE_URL=url),
+        env=service_env(RENDIO_DATABASE_URL=url, **env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -154,6 +154,8 @@ def test_list_shows_enabled_and_offered(clean_database: str) -> None:
     assert "rendio-local" in result.stdout
     assert "sora-2" in result.stdout
     assert "no (no provider key)" in result.stdout
+    keyed = run_cli(clean_database, "models", "list", RENDIO_FAL_KEY="k")
+    assert "no (no adapter yet)" in keyed.stdout
 
 
 def test_upsert_is_one_transaction(clean_database: str) -> None:
