@@ -38,11 +38,12 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import create_database, drop_database, free_port  # noqa: E402
+from tests.helpers.database import create_database, drop_database  # noqa: E402
+from tests.helpers.processes import free_port  # noqa: E402
 
 from rendio.catalog.schemas import model_id_for  # noqa: E402
 from rendio.platform.db import libpq_url  # noqa: E402
-from rendio.platform.migrate import prepare_database  # noqa: E402
+from rendio.tables import prepare_database  # noqa: E402
 
 MODEL_ID = str(model_id_for("rendio-local"))
 BODY = {

@@ -66,7 +66,7 @@ def _exit_on_sigterm() -> None:
 def _database(settings: Settings, *, migrate: bool = True) -> str:
     """The database URL to use, starting the embedded server and migrating as needed."""
     from rendio.platform.embedded import EmbeddedPostgresError, start
-    from rendio.platform.migrate import prepare_database
+    from rendio.tables import prepare_database
 
     if settings.database_url is not None:
         url = settings.database_url
@@ -141,25 +141,28 @@ def serve(
 @app.command()
 def worker(data_dir: DataDir = None) -> None:
     """Run a background worker (any number can run against one database)."""
-    from rendio.platform.db import create_engine, session_factory
     from rendio.platform.logging import configure_logging
     from rendio.platform.queue import create_queue
-    from rendio.worker import build_runtime, run_worker
+    from rendio.services import build_services
+    from rendio.tasks import registration
+    from rendio.worker import run_worker
 
     settings = _settings(data_dir)
     configure_logging(settings.log_level, settings.log_format)
     _exit_on_sigterm()
     url = _database(settings)
-    queue = create_queue(url, sweep_every=settings.sweep_every)
+    try:
+        services = build_services(settings, url, pool_size=settings.worker_concurrency)
+    except SettingsError as error:
+        _fail(f"invalid settings: {error}")
+    queue = create_queue(url, registration(settings))
 
     async def run() -> None:
-        engine = create_engine(url, pool_size=settings.worker_concurrency)
-        runtime = build_runtime(settings, session_factory(engine))
         try:
             async with queue.open_async():
-                await run_worker(queue, runtime, install_signal_handlers=True)
+                await run_worker(queue, services, install_signal_handlers=True)
         finally:
-            await engine.dispose()
+            await services.aclose()
 
     asyncio.run(run())
 
@@ -197,13 +200,14 @@ def models_list(data_dir: DataDir = None) -> None:
     """List every model in the catalog and whether clients are offered it."""
     from sqlalchemy import select
 
-    from rendio.catalog.models import Model
+    from rendio.catalog.models import VideoModel
     from rendio.providers.registry import offered_providers
 
     _exit_on_sigterm()
     settings = _settings(data_dir)
     with _connection(settings) as conn:
-        rows = conn.execute(select(Model).order_by(Model.is_featured.desc(), Model.name)).all()
+        order = (VideoModel.is_featured.desc(), VideoModel.name)
+        rows = conn.execute(select(VideoModel).order_by(*order)).all()
     runnable = set(offered_providers(settings))
     table = Table("slug", "name", "provider", "cost", "enabled", "offered")
     for row in rows:
@@ -233,7 +237,7 @@ def _offered(enabled: bool, provider: str, runnable: set[str], settings: Setting
 @credits_app.command("verify")
 def credits_verify(data_dir: DataDir = None) -> None:
     """Check every balance against its ledger; print offenders and exit 1 if there are any."""
-    from rendio.credits.audit import ledger_offences
+    from rendio.ledger.audit import ledger_offences
 
     _exit_on_sigterm()
     settings = _settings(data_dir)

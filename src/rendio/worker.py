@@ -1,6 +1,6 @@
-"""The background worker: procrastinate running the generation and maintenance tasks with
-what they need (database sessions, provider adapters, storage). Runs inside `rendio serve`
-or alone as `rendio worker`; any number of them share one database."""
+"""The background worker: procrastinate running every task (`tasks.py`) with the process's one
+services object. Runs inside `rendio serve` or alone as `rendio worker`; any number of them
+share one database."""
 
 from __future__ import annotations
 
@@ -8,43 +8,26 @@ import asyncio
 
 import procrastinate
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from rendio.config import Settings
-from rendio.generation.tasks import Runtime
-from rendio.platform.storage import LocalStorage
-from rendio.providers.registry import build_providers
+from rendio.services import Services
 
 log = structlog.get_logger("rendio.worker")
 _MAX_RESTART_BACKOFF = 30.0
 
 
-def media_storage(settings: Settings) -> LocalStorage:
-    return LocalStorage(settings.data_dir / "media")
-
-
-def build_runtime(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Runtime:
-    return Runtime(
-        settings=settings,
-        sessions=sessions,
-        providers=build_providers(settings),
-        storage=media_storage(settings),
-    )
-
-
 async def run_worker(
-    queue: procrastinate.App, runtime: Runtime, *, install_signal_handlers: bool
+    queue: procrastinate.App, services: Services, *, install_signal_handlers: bool
 ) -> None:
     """Run the worker until stopped; if it dies (the database away long enough for
     procrastinate's listener or heartbeat to give up), start it again after a backoff, so the
     sweeper and the jobs are never left without one."""
-    settings = runtime.settings
+    settings = services.settings
     backoff = 1.0
     while True:
         try:
             await queue.run_worker_async(
                 concurrency=settings.worker_concurrency,
-                additional_context={"runtime": runtime},
+                additional_context={"services": services},
                 # Heartbeats three times per timeout, so one late beat is not a death.
                 update_heartbeat_interval=settings.worker_stalled_after / 3,
                 stalled_worker_timeout=settings.worker_stalled_after,

@@ -4,11 +4,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.app import create_app
 from rendio.catalog.importer import import_models, parse_catalog
-from rendio.catalog.models import Model
+from rendio.catalog.models import VideoModel
 from rendio.config import Settings
 from rendio.platform.db import sync_engine
 from rendio.providers.registry import offered_providers
-from tests.conftest import open_client
+from tests.helpers.clients import open_client
 
 LOCAL_ID = "d4aade9e-62e1-508f-9c17-eb900fa1dc39"  # uuid5 of "rendio-local": stable everywhere
 
@@ -70,7 +70,9 @@ async def test_keyed_providers_without_an_adapter_are_not_offered(
 
 
 async def test_disabled_models_are_hidden(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    await db.execute(update(Model).where(Model.slug == "rendio-local").values(is_available=False))
+    await db.execute(
+        update(VideoModel).where(VideoModel.slug == "rendio-local").values(is_available=False)
+    )
     await db.commit()
     assert (await client.get("/functions/v1/get-models")).json() == {"models": []}
 
@@ -95,7 +97,7 @@ async def test_etag_and_conditional_get(client: httpx.AsyncClient, db: AsyncSess
     assert stale.status_code == 200
 
     await db.execute(
-        update(Model).where(Model.slug == "rendio-local").values(cost_per_generation=3)
+        update(VideoModel).where(VideoModel.slug == "rendio-local").values(cost_per_generation=3)
     )
     await db.commit()
     changed = await client.get("/functions/v1/get-models", headers={"if-none-match": etag})

@@ -14,10 +14,10 @@ from rendio.catalog.importer import (
     load_catalog,
     parse_catalog,
 )
-from rendio.catalog.models import Model
+from rendio.catalog.models import VideoModel
 from rendio.catalog.schemas import model_id_for
 from rendio.platform.db import sync_engine
-from tests.conftest import rendio_command, service_env
+from tests.helpers.processes import rendio_command, service_env
 
 ENTRY = """
   - slug: {slug}
@@ -46,7 +46,9 @@ def snapshot(url: str) -> list[tuple]:
     engine = sync_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(
-            select(Model.slug, Model.name, Model.cost_per_generation).order_by(Model.slug)
+            select(VideoModel.slug, VideoModel.name, VideoModel.cost_per_generation).order_by(
+                VideoModel.slug
+            )
         ).all()
     engine.dispose()
     return [tuple(row) for row in rows]
@@ -86,7 +88,9 @@ def test_import_inserts_then_updates_by_slug(clean_database: str, tmp_path: Path
 
     engine = sync_engine(clean_database)
     with engine.connect() as conn:
-        model_id = conn.execute(select(Model.id).where(Model.slug == "extra-a")).scalar_one()
+        model_id = conn.execute(
+            select(VideoModel.id).where(VideoModel.slug == "extra-a")
+        ).scalar_one()
     engine.dispose()
     assert model_id == model_id_for("extra-a")
 

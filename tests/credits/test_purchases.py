@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.app import create_app
 from rendio.config import SettingsError
-from rendio.credits import service as credits
-from rendio.credits.service import Reason
-from tests.conftest import credits_verify, open_client, service_env, start_server
+from rendio.ledger import service as ledger
+from rendio.ledger.service import Reason
 from tests.fakes.storekit import BUNDLE_ID, TestAppStore
-from tests.identity.conftest import bearer, device_check
+from tests.helpers.clients import bearer, guest, open_client
+from tests.helpers.processes import credits_verify, service_env, start_server
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +45,6 @@ async def shop(
         yield http
 
 
-async def guest(client: httpx.AsyncClient, device: str = "install-1") -> dict[str, Any]:
-    body = (await device_check(client, device, f"phone-{device}")).json()
-    return {**bearer(body["session"]), "x-user-id": body["user_id"]}
-
-
 async def buy(client: httpx.AsyncClient, headers: dict[str, str], jws: str) -> httpx.Response:
     return await client.post(
         "/functions/v1/update-credits", json={"signed_transaction": jws}, headers=headers
@@ -67,7 +62,7 @@ async def balance(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[st
 
 
 async def test_balance_and_products(client: httpx.AsyncClient) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     assert await balance(client, headers) == {"credits_remaining": 10, "credits_total": 10}
     posted = await client.post("/functions/v1/get-user-credits", headers=headers)
     assert posted.json()["credits_remaining"] == 10
@@ -102,7 +97,7 @@ async def test_products_file_overrides_and_is_validated(make_settings: Any, tmp_
 async def test_a_purchase_credits_once_and_a_replay_answers_the_first_result(
     shop: httpx.AsyncClient, store: TestAppStore, db: AsyncSession
 ) -> None:
-    headers = await guest(shop)
+    headers = (await guest(shop)).headers
     jws = store.sign(
         store.transaction(transaction_id="2000000001", product_id="com.rendio.credits.50")
     )
@@ -118,7 +113,7 @@ async def test_a_purchase_credits_once_and_a_replay_answers_the_first_result(
     assert replay.json() == {**first.json(), "already_processed": True}
     assert await balance(shop, headers) == {"credits_remaining": 60, "credits_total": 60}
 
-    someone_else = await guest(shop, "install-2")
+    someone_else = (await guest(shop, "install-2")).headers
     stolen = await buy(shop, someone_else, jws)
     assert stolen.status_code == 400
     assert stolen.json()["error"]["code"] == "ERR_4012"
@@ -128,7 +123,7 @@ async def test_a_purchase_credits_once_and_a_replay_answers_the_first_result(
 
 
 async def test_quantity_multiplies_the_pack(shop: httpx.AsyncClient, store: TestAppStore) -> None:
-    headers = await guest(shop)
+    headers = (await guest(shop)).headers
     response = await buy(shop, headers, store.sign(store.transaction(quantity=3)))
     assert response.json()["credits_added"] == 30
 
@@ -136,7 +131,7 @@ async def test_quantity_multiplies_the_pack(shop: httpx.AsyncClient, store: Test
 async def test_concurrent_redemptions_of_one_transaction_credit_once(
     shop: httpx.AsyncClient, store: TestAppStore, db: AsyncSession
 ) -> None:
-    headers = await guest(shop)
+    headers = (await guest(shop)).headers
     jws = store.sign(store.transaction())
     responses = await asyncio.gather(*(buy(shop, headers, jws) for _ in range(12)))
     assert {r.status_code for r in responses} == {200}
@@ -155,7 +150,7 @@ def _tampered(jws: str) -> str:
 async def test_invalid_purchases_are_refused_and_change_nothing(
     shop: httpx.AsyncClient, store: TestAppStore, db: AsyncSession
 ) -> None:
-    headers = await guest(shop)
+    headers = (await guest(shop)).headers
     foreign = TestAppStore()
     refusals = {
         "wrong bundle": store.sign(store.transaction(bundle_id="com.someone.else")),
@@ -184,7 +179,7 @@ async def test_invalid_purchases_are_refused_and_change_nothing(
 async def test_purchases_are_refused_when_not_configured(
     client: httpx.AsyncClient, store: TestAppStore
 ) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     response = await buy(client, headers, store.sign(store.transaction()))
     assert response.status_code == 400
     assert response.json()["error"]["details"]["reason"] == "purchases are not configured"
@@ -198,7 +193,7 @@ async def test_xcode_transactions_are_accepted_when_configured_in_dev(
     )
     local_signer = TestAppStore()  # Xcode signs with its own local certificate
     async for client in open_client(create_app(settings, settings.database_url)):
-        headers = await guest(client)
+        headers = (await guest(client)).headers
         xcode = await buy(
             client, headers, local_signer.sign(local_signer.transaction(environment="Xcode"))
         )
@@ -218,7 +213,7 @@ async def _bought(
 async def test_refund_takes_the_credits_back_once(
     shop: httpx.AsyncClient, store: TestAppStore, db: AsyncSession
 ) -> None:
-    headers = await guest(shop)
+    headers = (await guest(shop)).headers
     jws = await _bought(shop, store, headers, "3000000001")
     refund = store.sign(store.notification("REFUND", jws))
     response = await notify(shop, refund)
@@ -235,11 +230,10 @@ async def test_refund_takes_the_credits_back_once(
 async def test_refund_of_spent_credits_stops_at_zero_and_records_the_shortfall(
     shop: httpx.AsyncClient, store: TestAppStore, db: AsyncSession
 ) -> None:
-    headers = await guest(shop)
+    buyer = await guest(shop)
+    headers = buyer.headers
     jws = await _bought(shop, store, headers, "3000000002")
-    await credits.deduct(
-        db, headers["x-user-id"], 16, reason=Reason.GENERATION, transaction_id="spend-16"
-    )
+    await ledger.deduct(db, buyer.user_id, 16, reason=Reason.GENERATION, transaction_id="spend-16")
     await db.commit()
     response = await notify(shop, store.sign(store.notification("REFUND", jws)))
     assert response.json()["outcome"] == "refunded 4, shortfall 6"
@@ -277,7 +271,7 @@ async def test_notifications_that_move_nothing(
 async def test_unverifiable_notifications_are_400_and_change_nothing(
     shop: httpx.AsyncClient, store: TestAppStore, db: AsyncSession
 ) -> None:
-    headers = await guest(shop)
+    headers = (await guest(shop)).headers
     jws = await _bought(shop, store, headers, "3000000003")
     foreign = TestAppStore()
     bodies = [
@@ -347,7 +341,7 @@ def test_purchase_and_refund_on_a_live_server_leave_the_ledger_verified(
 async def test_a_refund_before_redemption_blocks_the_redemption(
     shop: httpx.AsyncClient, store: TestAppStore, db: AsyncSession
 ) -> None:
-    headers = await guest(shop)
+    headers = (await guest(shop)).headers
     jws = store.sign(store.transaction(transaction_id="4000000001"))
     early = await notify(shop, store.sign(store.notification("REFUND", jws)))
     assert early.json()["outcome"] == "refunded before redemption"
@@ -366,7 +360,7 @@ async def test_refunds_racing_redemptions_never_leave_credits_behind(
 ) -> None:
     """Redeem and refund of one transaction at once: however they interleave, the buyer ends
     without the pack's credits."""
-    headers = await guest(shop)
+    headers = (await guest(shop)).headers
     for n in range(8):
         jws = store.sign(store.transaction(transaction_id=f"50000000{n:02d}"))
         await asyncio.gather(

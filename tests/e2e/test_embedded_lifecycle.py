@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from rendio.platform.embedded import running_postmaster_pid
-from tests.conftest import LiveServer, rendio_command, service_env, start_server
+from tests.helpers.processes import LiveServer, rendio_command, service_env, start_server
 
 embedded_only = pytest.mark.embedded_only
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import LiveServer
+from tests.helpers.processes import LiveServer
 
 
 def test_no_operation_answers_a_server_error(live_server: LiveServer, tmp_path: Path) -> None:

@@ -12,14 +12,14 @@ from typing import Any
 import av
 import httpx
 
-from tests.conftest import (
+from tests.helpers.factories import FAST_WORKER, LOCAL_ID, add_models, simulated_model
+from tests.helpers.processes import (
     LiveServer,
     credits_verify,
     rendio_command,
     service_env,
     start_server,
 )
-from tests.generation.conftest import FAST_WORKER, LOCAL_ID, add_models, simulated_model
 
 
 def fast_env(database_url: str, data_dir: Path) -> dict[str, str]:

@@ -4,7 +4,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import LiveServer, service_env, start_server
+from tests.helpers.processes import LiveServer, service_env, start_server
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

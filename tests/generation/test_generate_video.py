@@ -10,14 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.platform.db import libpq_url
-from tests.generation.conftest import (
-    LOCAL_ID,
-    add_models,
-    generate,
-    guest,
-    simulated_model,
-    video_body,
-)
+from tests.helpers.clients import guest
+from tests.helpers.factories import LOCAL_ID, add_models, generate, simulated_model, video_body
 
 
 async def counts(db: AsyncSession) -> tuple[int, int, int, int]:
@@ -35,7 +29,7 @@ async def counts(db: AsyncSession) -> tuple[int, int, int, int]:
 async def test_a_job_is_charged_created_and_queued_together(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     response = await generate(client, headers)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -58,7 +52,7 @@ async def test_a_job_is_charged_created_and_queued_together(
 async def test_missing_settings_take_the_model_defaults(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     response = await generate(client, headers, {"model_id": LOCAL_ID, "prompt": "  a cat  "})
     assert response.status_code == 200
     job = await db.execute(text("SELECT settings, prompt FROM video_jobs"))
@@ -70,7 +64,7 @@ async def test_missing_settings_take_the_model_defaults(
 async def test_replay_answers_the_stored_result_without_a_second_charge(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     first = await generate(client, headers, key="key-1")
     again = await generate(client, headers, key="key-1")
     assert again.status_code == 200
@@ -92,7 +86,7 @@ async def test_replay_answers_the_stored_result_without_a_second_charge(
 async def test_same_key_different_request_is_refused(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     await generate(client, headers, key="key-1")
     other = await generate(client, headers, video_body(prompt="something else"), key="key-1")
     assert other.status_code == 422
@@ -101,15 +95,15 @@ async def test_same_key_different_request_is_refused(
 
 
 async def test_keys_are_per_user(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    alice = await guest(client, "install-a")
-    bob = await guest(client, "install-b")
+    alice = (await guest(client, "install-a")).headers
+    bob = (await guest(client, "install-b")).headers
     assert (await generate(client, alice, key="shared")).status_code == 200
     assert (await generate(client, bob, key="shared")).status_code == 200
     assert (await counts(db))[0] == 2
 
 
 async def test_missing_or_malformed_keys(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     missing = await client.post("/functions/v1/generate-video", json=video_body(), headers=headers)
     assert missing.status_code == 400
     assert missing.json()["error"]["code"] == "ERR_4009"
@@ -130,7 +124,7 @@ async def test_a_key_held_by_a_request_in_flight_is_409_until_it_ends(
 ) -> None:
     """Another transaction holding the key's lock is a request in flight; when its connection
     dies (a crashed request), the key is free again."""
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     user_id = (await db.execute(text("SELECT id FROM users"))).scalar_one()
     holder = psycopg.connect(libpq_url(clean_database))
     holder.execute(
@@ -146,7 +140,7 @@ async def test_a_key_held_by_a_request_in_flight_is_409_until_it_ends(
 async def test_validation_errors_change_nothing(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     cases: list[tuple[dict[str, Any], int, str]] = [
         (video_body(prompt="   "), 400, "ERR_4003"),
         (video_body(prompt="x" * 2001), 400, "ERR_4003"),
@@ -171,7 +165,7 @@ async def test_validation_errors_change_nothing(
 
 
 async def test_unavailable_models_are_refused(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     await db.execute(text("UPDATE models SET is_available = false WHERE slug = 'rendio-local'"))
     await db.commit()
     response = await generate(client, headers)
@@ -185,7 +179,7 @@ async def test_not_enough_credits_is_402_with_the_numbers(
     client: httpx.AsyncClient, clean_database: str, db: AsyncSession
 ) -> None:
     (pricey,) = add_models(clean_database, _priced("pricey", 25))
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     response = await generate(client, headers, video_body(model_id=pricey, duration=1))
     assert response.status_code == 402
     assert response.json()["error"]["details"] == {"required": 25, "available": 10}
@@ -199,7 +193,7 @@ def _priced(slug: str, cost: int) -> str:
 async def test_fifty_parallel_requests_with_one_key_make_one_job(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     responses = await asyncio.gather(*(generate(client, headers, key="one") for _ in range(50)))
     statuses = [r.status_code for r in responses]
     assert set(statuses) <= {200, 409}
@@ -214,7 +208,7 @@ async def test_thirty_parallel_requests_against_ten_credits(
     client: httpx.AsyncClient, clean_database: str, db: AsyncSession
 ) -> None:
     (three,) = add_models(clean_database, _priced("three", 3))
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     responses = await asyncio.gather(
         *(generate(client, headers, video_body(model_id=three, duration=1)) for _ in range(30))
     )
@@ -229,7 +223,7 @@ async def test_two_hundred_concurrent_requests_never_overdraw(
 ) -> None:
     """Issue 4's race over HTTP: 100 credits, cost 3, 200 at once → exactly 33 succeed."""
     (three,) = add_models(clean_database, _priced("three", 3))
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     await db.execute(
         text(
             "WITH u AS (UPDATE users SET credits_remaining = credits_remaining + 90, "
@@ -250,7 +244,7 @@ async def test_two_hundred_concurrent_requests_never_overdraw(
 async def test_a_lone_surrogate_in_the_prompt_is_an_invalid_prompt(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     response = await client.post(
         "/functions/v1/generate-video",
         content=(b'{"model_id": "' + LOCAL_ID.encode() + b'", "prompt": "boat \\ud800"}'),

@@ -12,17 +12,11 @@ from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rendio.generation.service import fail_job
-from rendio.generation.tasks import sweep_once
+from rendio.generation import jobs
+from rendio.generation.sweeper import sweep_once
 from rendio.platform.errors import ErrorCode
-from tests.generation.conftest import (
-    add_models,
-    generate,
-    guest,
-    simulated_model,
-    video_body,
-    wait_for_end,
-)
+from tests.helpers.clients import guest
+from tests.helpers.factories import add_models, generate, simulated_model, video_body, wait_for_end
 
 
 async def refunds(db: AsyncSession, job_id: str) -> list[int]:
@@ -40,7 +34,7 @@ async def test_the_local_model_makes_a_real_video(
     worker_client: httpx.AsyncClient, db: AsyncSession, tmp_path: Path
 ) -> None:
     client = worker_client
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     job = (await generate(client, headers, video_body(duration=2))).json()
     status = await wait_for_end(client, headers, job["job_id"])
     assert status["status"] == "completed", status
@@ -74,7 +68,7 @@ async def _run_simulated(
     client: httpx.AsyncClient, database_url: str, slug: str, **options: Any
 ) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
     (model_id,) = add_models(database_url, simulated_model(slug, **options))
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     job = (await generate(client, headers, video_body(model_id=model_id, duration=1))).json()
     assert job["credits_remaining"] == 8
     return headers, job, await wait_for_end(client, headers, job["job_id"])
@@ -131,7 +125,7 @@ async def test_a_job_past_its_deadline_is_cancelled_and_refunded(
     worker_client: httpx.AsyncClient, clean_database: str, db: AsyncSession
 ) -> None:
     (model_id,) = add_models(clean_database, simulated_model("hangs", simulate="hang"))
-    headers = await guest(worker_client)
+    headers = (await guest(worker_client)).headers
     job = (await generate(worker_client, headers, video_body(model_id=model_id, duration=1))).json()
     await db.execute(
         text("UPDATE video_jobs SET deadline_at = now() + interval '1 second'"),
@@ -143,10 +137,10 @@ async def test_a_job_past_its_deadline_is_cancelled_and_refunded(
 
 
 async def test_ending_a_job_twice_refunds_once(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     job_id = uuid.UUID((await generate(client, headers)).json()["job_id"])
-    assert await fail_job(db, job_id, ErrorCode.PROVIDER_REJECTED, "first")
-    assert not await fail_job(db, job_id, ErrorCode.PROVIDER_TIMEOUT, "second")
+    assert await jobs.fail(db, job_id, ErrorCode.PROVIDER_REJECTED, "first")
+    assert not await jobs.fail(db, job_id, ErrorCode.PROVIDER_TIMEOUT, "second")
     await db.commit()
     assert await refunds(db, str(job_id)) == [1]
     assert await balance(db) == 10
@@ -156,7 +150,7 @@ async def test_the_sweeper_fails_overdue_jobs_and_requeues_stranded_ones(
     worker_client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
     client = worker_client
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     overdue = (await generate(client, headers)).json()["job_id"]
     stranded = (await generate(client, headers)).json()["job_id"]
     await wait_for_end(client, headers, overdue)
@@ -174,9 +168,7 @@ async def test_the_sweeper_fails_overdue_jobs_and_requeues_stranded_ones(
     await db.execute(text("DELETE FROM procrastinate_jobs"))
     await db.commit()
     app = client._transport.app  # type: ignore[attr-defined]
-    from rendio.worker import build_runtime
-
-    done = await sweep_once(app.state.queue, build_runtime(app.state.settings, app.state.sessions))
+    done = await sweep_once(app.state.queue, app.state.services)
     assert done["overdue"] == 1
     assert done["requeued"] == 1
     assert (await wait_for_end(client, headers, overdue))["error"]["code"] == "ERR_5001"
@@ -186,8 +178,8 @@ async def test_the_sweeper_fails_overdue_jobs_and_requeues_stranded_ones(
 
 
 async def test_status_is_private_and_validated(client: httpx.AsyncClient) -> None:
-    alice = await guest(client, "install-a")
-    bob = await guest(client, "install-b")
+    alice = (await guest(client, "install-a")).headers
+    bob = (await guest(client, "install-b")).headers
     job_id = (await generate(client, alice)).json()["job_id"]
     mine = await client.post(
         "/functions/v1/get-video-status", json={"job_id": job_id}, headers=alice
@@ -217,10 +209,10 @@ async def test_delete_account_removes_the_videos(
     worker_client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
     client = worker_client
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     job_id = (await generate(client, headers)).json()["job_id"]
     status = await wait_for_end(client, headers, job_id)
-    storage = client._transport.app.state.storage  # type: ignore[attr-defined]
+    storage = client._transport.app.state.services.storage  # type: ignore[attr-defined]
     keys = (await db.execute(text("SELECT video_url, thumbnail_url FROM video_jobs"))).one()
     assert all(storage.local_path(key) is not None for key in keys)
     assert (await client.post("/functions/v1/delete-account", headers=headers)).status_code == 200
@@ -233,10 +225,10 @@ async def test_a_storage_failure_fails_the_job_and_refunds(
     worker_client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
     client = worker_client
-    settings = client._transport.app.state.settings  # type: ignore[attr-defined]
+    settings = client._transport.app.state.services.settings  # type: ignore[attr-defined]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "media").write_text("a file where the media folder should be")
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     job_id = (await generate(client, headers)).json()["job_id"]
     status = await wait_for_end(client, headers, job_id)
     assert status["error"]["code"] == "ERR_6002"
@@ -262,25 +254,26 @@ async def test_a_late_second_run_never_deletes_the_winners_video(
 ) -> None:
     """Two runs of one job can overlap when a slow worker is presumed dead; the loser of the
     completion compare-and-swap removes only its own copies."""
-    from rendio.generation import tasks
+    from rendio.generation import runner
     from rendio.providers.base import PollResult
     from rendio.providers.local_render import RenderSpec, render_video
-    from rendio.worker import build_runtime
 
     client = worker_client
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     job_id = (await generate(client, headers)).json()["job_id"]
     status = await wait_for_end(client, headers, job_id)
     app = client._transport.app  # type: ignore[attr-defined]
-    runtime = build_runtime(app.state.settings, app.state.sessions)
-    job = await tasks._load(runtime, uuid.UUID(job_id))
+    services = app.state.services
+    async with services.sessions() as session:
+        job = await jobs.load(session, uuid.UUID(job_id))
     assert job is not None
     late_video = tmp_path / "late.mp4"
     render_video(RenderSpec("late", 1, 320, 180), late_video)
-    await tasks._finish(runtime, job, PollResult("completed", video=late_video))
+    request = runner._request(services, job)
+    await runner.finish(services, request, PollResult("completed", video=late_video))
     again = await client.get(status["video_url"])
     assert again.status_code == 200
-    media = app.state.settings.data_dir / "media" / "videos" / job_id
+    media = services.settings.data_dir / "media" / "videos" / job_id
     assert len(list(media.iterdir())) == 1, "only the winner's run folder is left"
 
 
@@ -289,18 +282,16 @@ async def test_the_sweeper_removes_scratch_folders_of_ended_jobs(
 ) -> None:
     import os
 
-    from rendio.worker import build_runtime
-
-    headers = await guest(client)
+    headers = (await guest(client)).headers
     open_job = (await generate(client, headers)).json()["job_id"]  # pending: no worker here
     app = client._transport.app  # type: ignore[attr-defined]
-    runtime = build_runtime(app.state.settings, app.state.sessions)
-    folders = {name: runtime.workdir / name for name in (open_job, str(uuid.uuid4()), "not-a-job")}
+    services = app.state.services
+    folders = {name: services.workdir / name for name in (open_job, str(uuid.uuid4()), "not-a-job")}
     for folder in folders.values():
         folder.mkdir(parents=True)
         (folder / "video.mp4").write_bytes(b"partial")
         os.utime(folder, (0, 0))
-    done = await sweep_once(app.state.queue, runtime)
+    done = await sweep_once(app.state.queue, services)
     assert done["cleaned"] == 1
     assert {name for name, folder in folders.items() if folder.exists()} == {
         open_job,

@@ -3,7 +3,8 @@
 from typing import Any
 
 from rendio.config import Settings
-from rendio.worker import build_runtime, run_worker
+from rendio.services import build_services
+from rendio.worker import run_worker
 
 
 class DyingQueue:
@@ -20,8 +21,9 @@ class DyingQueue:
 
 async def test_a_dead_worker_is_started_again(settings: Settings) -> None:
     queue = DyingQueue()
-    runtime = build_runtime(settings, sessions=None)  # type: ignore[arg-type]
-    await run_worker(queue, runtime, install_signal_handlers=False)  # type: ignore[arg-type]
+    services = build_services(settings, settings.database_url or "", pool_size=1)
+    await run_worker(queue, services, install_signal_handlers=False)  # type: ignore[arg-type]
+    await services.aclose()
     assert len(queue.runs) == 2
-    assert queue.runs[1]["additional_context"] == {"runtime": runtime}
+    assert queue.runs[1]["additional_context"] == {"services": services}
     assert queue.runs[1]["stalled_worker_timeout"] == settings.worker_stalled_after

@@ -18,8 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.identity.apple_signin import AppleIdTokenVerifier, InvalidIdToken
 from tests.fakes.apple import FakeApple, new_rsa_key
-from tests.identity.conftest import bearer, device_check
-from tests.identity.test_auth_api import assert_gotrue_error
+from tests.helpers.clients import assert_gotrue_error, bearer, device_check
 
 
 async def sign_in(

@@ -9,8 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.app import create_app
-from tests.conftest import open_client
-from tests.identity.conftest import bearer
+from tests.helpers.clients import assert_gotrue_error, bearer, open_client
 
 SUPABASE_HEADERS = {"X-Supabase-Api-Version": "2024-01-01"}
 
@@ -29,15 +28,6 @@ async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
     return await client.post(
         "/auth/v1/token", params={"grant_type": "refresh_token"}, json={"refresh_token": token}
     )
-
-
-def assert_gotrue_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["code"] == code
-    assert body["error_code"] == code
-    assert body["msg"]
-    assert response.headers["x-sb-error-code"] == code
 
 
 async def test_anonymous_signup_returns_a_supabase_session(client: httpx.AsyncClient) -> None:

@@ -13,9 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.app import create_app
-from tests.conftest import open_client
 from tests.fakes.apple import DEVICECHECK_KEY_ID, TEAM_ID, FakeApple
-from tests.identity.conftest import apple_settings, device_check
+from tests.helpers.apple import apple_settings
+from tests.helpers.clients import device_check, open_client
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.app import create_app
-from tests.conftest import open_client
-from tests.identity.conftest import bearer, device_check
+from tests.helpers.clients import bearer, device_check, open_client
 
 
 async def ledger_rows(db: AsyncSession) -> list[tuple[Any, ...]]:

@@ -10,17 +10,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.identity.tokens import mint_access_token
-from tests.identity.conftest import bearer, device_check
-
-
-async def guest(client: httpx.AsyncClient, device: str = "install-1") -> dict[str, Any]:
-    response = await device_check(client, device, f"phone-{device}")
-    assert response.status_code == 200
-    return response.json()  # type: ignore[no-any-return]
+from tests.helpers.clients import bearer, guest
 
 
 async def test_profile_reads_and_updates(client: httpx.AsyncClient) -> None:
-    session = (await guest(client))["session"]
+    session = (await guest(client)).session
     profile = (await client.get("/functions/v1/user-profile", headers=bearer(session))).json()
     assert profile["language"] == "en"
     assert profile["theme_preference"] == "system"
@@ -51,7 +45,7 @@ async def test_profile_refuses_bad_and_read_only_fields(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
     created = await guest(client)
-    session = created["session"]
+    session = created.session
     refused = [
         {"language": "de"},
         {"theme_preference": "blue"},
@@ -77,7 +71,7 @@ async def test_profile_refuses_bad_and_read_only_fields(
     assert other.json()["error"]["code"] == "ERR_4010"
     same = await client.patch(
         "/functions/v1/user-profile",
-        json={"user_id": created["user_id"], "theme_preference": "light"},
+        json={"user_id": created.user_id, "theme_preference": "light"},
         headers=bearer(session),
     )
     assert same.status_code == 200
@@ -89,7 +83,7 @@ async def test_refusals_of_the_auth_dependency(
     client: httpx.AsyncClient, db: AsyncSession, settings: Any
 ) -> None:
     created = await guest(client)
-    session = created["session"]
+    session = created.session
     secret = settings.resolved_jwt_secret()
     claims = jwt.decode(
         session["access_token"], secret, algorithms=["HS256"], audience="authenticated"
@@ -137,7 +131,7 @@ async def test_refusals_of_the_auth_dependency(
     revoked = await client.get("/functions/v1/user-profile", headers=bearer(session))
     assert revoked.status_code == 401
 
-    fresh = (await guest(client))["session"]
+    fresh = (await guest(client)).session
     await db.execute(text("UPDATE users SET banned_at = now()"))
     await db.commit()
     banned = await client.get("/functions/v1/user-profile", headers=bearer(fresh))
@@ -149,10 +143,10 @@ async def test_delete_account_removes_the_person_and_keeps_anonymous_ledger_rows
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
     created = await guest(client)
-    session = created["session"]
+    session = created.session
     response = await client.post("/functions/v1/delete-account", headers=bearer(session))
     assert response.status_code == 200
-    assert response.json() == {"user_id": created["user_id"], "deleted": True}
+    assert response.json() == {"user_id": created.user_id, "deleted": True}
 
     counts = await db.execute(
         text(
@@ -172,4 +166,4 @@ async def test_delete_account_removes_the_person_and_keeps_anonymous_ledger_rows
     assert refresh.status_code == 400
     # The physical device keeps its claimed bit: a new install gets no second grant.
     again = await guest(client)
-    assert again["credits_remaining"] == 0
+    assert again.answer["credits_remaining"] == 0

@@ -9,9 +9,9 @@ from supabase import Client, create_client
 from supabase_auth.errors import AuthApiError
 from supabase_functions.errors import FunctionsHttpError
 
-from tests.conftest import LiveServer, service_env, start_server
 from tests.fakes.apple import FakeApple
-from tests.identity.conftest import CLIENT_ID
+from tests.helpers.apple import CLIENT_ID
+from tests.helpers.processes import LiveServer, service_env, start_server
 
 ANON_KEY = "rendio-anon-key-for-tests"
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from rendio.app import create_app
 from rendio.config import Settings
 from rendio.platform.db import Session
-from tests.conftest import open_client
+from tests.helpers.clients import open_client
 
 probe = APIRouter()
 

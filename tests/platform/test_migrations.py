@@ -10,9 +10,9 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from rendio.platform.db import sync_engine
-from rendio.platform.migrate import downgrade, include_object, prepare_database, upgrade
-from rendio.tables import metadata
-from tests.conftest import create_database, drop_database
+from rendio.platform.migrate import include_object
+from rendio.tables import downgrade, metadata, prepare_database, upgrade
+from tests.helpers.database import create_database, drop_database
 
 
 @pytest.fixture

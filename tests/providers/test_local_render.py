@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rendio.generation.media import probe_and_thumbnail
 from rendio.providers.local_render import (
     RenderSpec,
     UnsupportedFormat,
     frame_size,
     render_video,
-    write_thumbnail,
 )
 
 
@@ -51,7 +51,9 @@ def test_renders_an_h264_mp4_of_the_requested_length_and_size(tmp_path: Path) ->
     assert progress == [50, 100]
 
     thumbnail = tmp_path / "thumb.jpg"
-    write_thumbnail(path, thumbnail)
+    info = probe_and_thumbnail(path, thumbnail)
+    assert (info.codec, info.width, info.height) == ("h264", 640, 360)
+    assert info.duration_seconds == pytest.approx(2.0, abs=0.1)
     with Image.open(thumbnail) as image:
         assert image.format == "JPEG"
         assert image.size == (640, 360)

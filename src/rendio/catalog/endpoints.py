@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Header, Request, Response
+from typing import Any
+
+from fastapi import APIRouter, Header, Response
 
 from rendio.catalog.schemas import ModelsOut
 from rendio.catalog.service import available_models, etag_matches, strong_etag
+from rendio.catalog.services import CatalogDeps
 from rendio.platform.db import Session
 
 router = APIRouter(prefix="/functions/v1", tags=["catalog"])
 CACHE_CONTROL = "public, max-age=60"
 
 
-_NOT_MODIFIED = {304: {"description": "Not modified (If-None-Match matched the ETag)"}}
+_NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified (If-None-Match matched the ETag)"}
+}
 
 
 @router.get("/get-models", response_model=ModelsOut, responses=_NOT_MODIFIED)
-@router.post(
-    "/get-models", response_model=ModelsOut, responses=_NOT_MODIFIED, operation_id="post_get_models"
-)
+@router.post("/get-models", response_model=ModelsOut, responses=_NOT_MODIFIED)
 async def get_models(
-    request: Request,
+    services: CatalogDeps,
     session: Session,
     if_none_match: str | None = Header(default=None),
 ) -> Response:
     """Available models, featured first then by name. Send `If-None-Match` to get a 304."""
-    catalog = await available_models(session, request.app.state.settings)
+    catalog = await available_models(session, services.offered_providers)
     body = catalog.model_dump_json().encode()
     etag = strong_etag(body)
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from rendio.catalog.models import Model
+from rendio.catalog.models import VideoModel
 from rendio.catalog.schemas import CatalogEntry, CatalogFile, model_id_for
 
 DEFAULT_CATALOG = Path(__file__).with_name("default_models.yaml")
@@ -87,12 +87,12 @@ def import_models(conn: Connection, entries: list[CatalogEntry]) -> tuple[int, i
     """Upsert by slug; returns (inserted, updated). The caller owns the transaction."""
     existing = set(
         conn.execute(
-            select(Model.slug).where(Model.slug.in_([entry.slug for entry in entries]))
+            select(VideoModel.slug).where(VideoModel.slug.in_([entry.slug for entry in entries]))
         ).scalars()
     )
-    statement = insert(Model).values([_row(entry) for entry in entries])
+    statement = insert(VideoModel).values([_row(entry) for entry in entries])
     statement = statement.on_conflict_do_update(
-        index_elements=[Model.slug],
+        index_elements=[VideoModel.slug],
         set_={name: statement.excluded[name] for name in _UPDATABLE} | {"updated_at": func.now()},
     )
     conn.execute(statement)
@@ -103,9 +103,9 @@ def seed_defaults(conn: Connection) -> int:
     """Insert packaged models whose slug is new; never overwrite what an operator changed."""
     entries = load_catalog(DEFAULT_CATALOG)
     statement = (
-        insert(Model)
+        insert(VideoModel)
         .values([_row(entry) for entry in entries])
-        .on_conflict_do_nothing(index_elements=[Model.slug])
-        .returning(Model.slug)
+        .on_conflict_do_nothing(index_elements=[VideoModel.slug])
+        .returning(VideoModel.slug)
     )
     return len(conn.execute(statement).all())

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from rendio.platform.db import Base, Timestamps
 
 
-class Model(Timestamps, Base):
+class VideoModel(Timestamps, Base):
     """A generation model. `is_available` is the operator's switch; a model is offered only
     when it is on *and* its provider is configured."""
 

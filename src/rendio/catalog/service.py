@@ -1,26 +1,53 @@
-"""Reading the catalog for clients."""
+"""Reading the catalog: the models clients are offered, and one model's terms for a job."""
 
 from __future__ import annotations
 
 import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rendio.catalog.models import Model
+from rendio.catalog.models import VideoModel
 from rendio.catalog.schemas import ModelOut, ModelsOut
-from rendio.config import Settings
-from rendio.providers.registry import offered_providers
 
 
-async def available_models(session: AsyncSession, settings: Settings) -> ModelsOut:
+async def available_models(session: AsyncSession, offered: frozenset[str]) -> ModelsOut:
     """Models the operator switched on whose provider can run: featured first, by name."""
     rows = await session.scalars(
-        select(Model)
-        .where(Model.is_available, Model.provider.in_(offered_providers(settings)))
-        .order_by(Model.is_featured.desc(), Model.name, Model.slug)
+        select(VideoModel)
+        .where(VideoModel.is_available, VideoModel.provider.in_(offered))
+        .order_by(VideoModel.is_featured.desc(), VideoModel.name, VideoModel.slug)
     )
     return ModelsOut(models=[ModelOut.model_validate(row, from_attributes=True) for row in rows])
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What generating with one model costs and allows."""
+
+    provider: str
+    cost_per_generation: int
+    settings: dict[str, Any]
+    deadline_seconds: int
+
+
+_OFFER = text(
+    "SELECT provider, cost_per_generation, settings, deadline_seconds, is_available "
+    "FROM models WHERE id = :id"
+)
+
+
+async def offer(
+    session: AsyncSession, model_id: uuid.UUID, offered: frozenset[str]
+) -> Offer | None:
+    """The model's terms if clients are offered it (switched on, provider runnable), else None."""
+    row = (await session.execute(_OFFER, {"id": model_id})).one_or_none()
+    if row is None or not row.is_available or row.provider not in offered:
+        return None
+    return Offer(row.provider, row.cost_per_generation, row.settings, row.deadline_seconds)
 
 
 def strong_etag(body: bytes) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from rendio.credits import purchases
-from rendio.credits.appstore import AppStoreVerifier, Unverifiable
+from rendio.credits.appstore import Unverifiable
 from rendio.credits.schemas import (
     AppStoreNotificationIn,
     CreditsOut,
@@ -14,6 +14,7 @@ from rendio.credits.schemas import (
     UpdateCreditsOut,
     WebhookOut,
 )
+from rendio.credits.services import CreditsDeps
 from rendio.identity.dependencies import CurrentUser
 from rendio.platform.db import Session
 from rendio.platform.errors import PurchaseInvalid
@@ -22,12 +23,8 @@ router = APIRouter(prefix="/functions/v1", tags=["credits"])
 webhooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
-def _appstore(request: Request) -> AppStoreVerifier:
-    return request.app.state.appstore  # type: ignore[no-any-return]
-
-
 @router.get("/get-user-credits", response_model=CreditsOut)
-@router.post("/get-user-credits", response_model=CreditsOut, operation_id="post_get_user_credits")
+@router.post("/get-user-credits", response_model=CreditsOut)
 async def get_user_credits(caller: CurrentUser) -> CreditsOut:
     return CreditsOut(
         credits_remaining=caller.user.credits_remaining,
@@ -36,23 +33,21 @@ async def get_user_credits(caller: CurrentUser) -> CreditsOut:
 
 
 @router.get("/get-products", response_model=ProductsOut)
-@router.post("/get-products", response_model=ProductsOut, operation_id="post_get_products")
-async def get_products(request: Request) -> ProductsOut:
-    return ProductsOut(products=request.app.state.products.products)
+@router.post("/get-products", response_model=ProductsOut)
+async def get_products(services: CreditsDeps) -> ProductsOut:
+    return ProductsOut(products=services.products.products)
 
 
 @router.post("/update-credits", response_model=UpdateCreditsOut)
 async def update_credits(
-    request: Request, caller: CurrentUser, session: Session, body: UpdateCreditsIn
+    services: CreditsDeps, caller: CurrentUser, session: Session, body: UpdateCreditsIn
 ) -> UpdateCreditsOut:
     """Credit a StoreKit 2 transaction (its JWS) once; a replay answers the first result."""
     try:
-        transaction = await _appstore(request).transaction(body.signed_transaction)
+        transaction = await services.appstore.transaction(body.signed_transaction)
     except Unverifiable as error:
         raise PurchaseInvalid({"reason": error.reason}) from None
-    redemption = await purchases.redeem(
-        session, caller.user.id, transaction, request.app.state.products
-    )
+    redemption = await purchases.redeem(session, caller.user.id, transaction, services.products)
     return UpdateCreditsOut(
         transaction_id=redemption.transaction_id,
         credits_added=redemption.credits_added,
@@ -63,14 +58,14 @@ async def update_credits(
 
 @webhooks.post("/app-store", response_model=WebhookOut)
 async def app_store_notification(
-    request: Request, session: Session, body: AppStoreNotificationIn
+    services: CreditsDeps, session: Session, body: AppStoreNotificationIn
 ) -> WebhookOut:
     """App Store Server Notifications V2: refunds take credits back, reversals restore them."""
-    verifier = _appstore(request)
+    verifier = services.appstore
     try:
         notification = await verifier.notification(body.signedPayload)
         outcome = await purchases.handle_notification(
-            session, verifier, notification, request.app.state.products
+            session, verifier, notification, services.products
         )
     except Unverifiable as error:
         raise PurchaseInvalid({"reason": error.reason}) from None

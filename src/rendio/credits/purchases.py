@@ -24,11 +24,11 @@ from appstoreserverlibrary.models.Type import Type
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rendio.credits import service as credits
 from rendio.credits.appstore import AppStoreVerifier
 from rendio.credits.models import Purchase
 from rendio.credits.products import ProductList
-from rendio.credits.service import Reason
+from rendio.ledger import service as ledger
+from rendio.ledger.service import Reason
 from rendio.platform.errors import NotFound, PurchaseInvalid
 
 SOURCE = "app-store"
@@ -94,7 +94,7 @@ async def redeem(
     ).scalar_one_or_none()
     if inserted is None:
         return await _earlier_result(session, owner, transaction_id)
-    remaining = await credits.add(
+    remaining = await ledger.add(
         session,
         owner,
         amount,
@@ -140,7 +140,7 @@ async def _earlier_result(
     if earlier.user_id != owner:
         reason = "revoked" if earlier.status == "refunded" else "already used by another account"
         raise PurchaseInvalid({"reason": f"transaction {reason}"})
-    remaining, _ = await credits.balance(session, owner)
+    remaining, _ = await ledger.balance(session, owner)
     return Redemption(transaction_id, earlier.credits, remaining, already_processed=True)
 
 
@@ -248,11 +248,11 @@ async def _take_back(
         return "already refunded"
     taken = 0
     if purchase.user_id is not None:
-        available, _ = await credits.balance(session, purchase.user_id)
+        available, _ = await ledger.balance(session, purchase.user_id)
         taken = min(purchase.credits, available)
     shortfall = purchase.credits - taken
     if taken > 0 and purchase.user_id is not None:
-        await credits.deduct(
+        await ledger.deduct(
             session,
             purchase.user_id,
             taken,
@@ -322,7 +322,7 @@ async def _restore(session: AsyncSession, transaction_id: str, delivery_id: str)
     owner = purchase.user_id
     given_back = purchase.credits_revoked if owner is not None else 0
     if owner is not None and given_back > 0:
-        await credits.add(
+        await ledger.add(
             session,
             owner,
             given_back,
@@ -332,3 +332,11 @@ async def _restore(session: AsyncSession, transaction_id: str, delivery_id: str)
         )
     await _set_refund_state(session, transaction_id, "credited", 0, 0)
     return f"restored {given_back}"
+
+
+async def reassign_owner(session: AsyncSession, from_user: uuid.UUID, to_user: uuid.UUID) -> None:
+    """A merged guest's purchases follow its credits, so a later refund takes from the account
+    the credits went to."""
+    await session.execute(
+        update(Purchase).where(Purchase.user_id == from_user).values(user_id=to_user)
+    )

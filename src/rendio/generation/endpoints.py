@@ -6,9 +6,8 @@ import uuid
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
-from rendio.generation import idempotency
+from rendio.generation import jobs
 from rendio.generation.schemas import (
     GenerateIn,
     GenerateOut,
@@ -17,8 +16,9 @@ from rendio.generation.schemas import (
     VideoStatusOut,
 )
 from rendio.generation.service import start_generation
-from rendio.identity.dependencies import CurrentUser, keys
-from rendio.platform import i18n
+from rendio.generation.services import GenerationDeps, GenerationServices
+from rendio.identity.dependencies import CurrentUser
+from rendio.platform import i18n, idempotency
 from rendio.platform.db import Session
 from rendio.platform.errors import Forbidden, NotFound, ValidationFailed
 from rendio.platform.storage import signed_url
@@ -30,6 +30,7 @@ OPERATION = "generate-video"
 @router.post("/generate-video", response_model=GenerateOut)
 async def generate_video(
     request: Request,
+    services: GenerationDeps,
     caller: CurrentUser,
     session: Session,
     body: GenerateIn,
@@ -48,9 +49,7 @@ async def generate_video(
         return JSONResponse(
             stored.body, status_code=stored.status_code, headers={idempotency.REPLAY_HEADER: "true"}
         )
-    started = await start_generation(
-        session, caller.user.id, body, request.app.state.offered_providers
-    )
+    started = await start_generation(session, caller.user.id, body, services.offered_providers)
     answer = idempotency.StoredAnswer(200, started.model_dump(mode="json"))
     await idempotency.remember(
         session,
@@ -64,35 +63,38 @@ async def generate_video(
     return JSONResponse(answer.body, status_code=answer.status_code)
 
 
-_STATUS = text(
-    "SELECT job_id, status, progress, video_url, thumbnail_url, credits_used, error_code, "
-    "created_at, completed_at FROM video_jobs "
-    "WHERE job_id = :job_id AND user_id = :user_id AND deleted_at IS NULL"
-)
-
-
-def _media_base(request: Request) -> str:
-    return request.app.state.settings.public_url or str(request.base_url)
+def _media_base(request: Request, services: GenerationServices) -> str:
+    return services.settings.public_url or str(request.base_url)
 
 
 @router.get("/get-video-status", response_model=VideoStatusOut)
 async def get_video_status(
-    request: Request, caller: CurrentUser, session: Session, job_id: str = Query()
+    request: Request,
+    services: GenerationDeps,
+    caller: CurrentUser,
+    session: Session,
+    job_id: str = Query(),
 ) -> VideoStatusOut:
-    return await _status(request, caller, session, job_id)
+    return await _status(request, services, caller, session, job_id)
 
 
-@router.post(
-    "/get-video-status", response_model=VideoStatusOut, operation_id="post_get_video_status"
-)
+@router.post("/get-video-status", response_model=VideoStatusOut)
 async def post_video_status(
-    request: Request, caller: CurrentUser, session: Session, body: VideoStatusIn
+    request: Request,
+    services: GenerationDeps,
+    caller: CurrentUser,
+    session: Session,
+    body: VideoStatusIn,
 ) -> VideoStatusOut:
-    return await _status(request, caller, session, str(body.job_id))
+    return await _status(request, services, caller, session, str(body.job_id))
 
 
 async def _status(
-    request: Request, caller: CurrentUser, session: Session, raw_job_id: str
+    request: Request,
+    services: GenerationServices,
+    caller: CurrentUser,
+    session: Session,
+    raw_job_id: str,
 ) -> VideoStatusOut:
     """A job of the caller's (another user's job is 404, as if it did not exist)."""
     try:
@@ -101,16 +103,14 @@ async def _status(
         raise ValidationFailed(
             {"fields": [{"field": "job_id", "problem": "must be a UUID"}]}
         ) from None
-    row = (
-        await session.execute(_STATUS, {"job_id": job_id, "user_id": caller.user.id})
-    ).one_or_none()
+    row = await jobs.status_of(session, job_id, caller.user.id)
     if row is None:
         raise NotFound({"job_id": str(job_id)})
-    secret = keys(request).secret
-    lifetime = request.app.state.settings.media_url_lifetime
+    base = _media_base(request, services)
+    lifetime = services.settings.media_url_lifetime
 
     def link(key: str | None) -> str | None:
-        return signed_url(_media_base(request), secret, key, lifetime) if key else None
+        return signed_url(base, services.secret, key, lifetime) if key else None
 
     error = None
     if row.error_code:

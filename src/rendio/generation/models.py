@@ -1,4 +1,4 @@
-"""Tables for generation: the jobs themselves and the idempotency keys that create them."""
+"""The table of generation: video jobs."""
 
 from __future__ import annotations
 
@@ -7,21 +7,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     CheckConstraint,
     ForeignKey,
     Index,
     String,
     Text,
-    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rendio.platform.db import Base, Timestamps
-
-JOB_STATUSES = ("pending", "processing", "completed", "failed")
 
 
 class VideoJob(Timestamps, Base):
@@ -78,28 +74,3 @@ class VideoJob(Timestamps, Base):
     deadline_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
-
-
-class IdempotencyKey(Base):
-    """A claimed Idempotency-Key (Brandur Leach's design): unique per user, locked while the
-    first request runs, then holding the stored answer until `expires_at`."""
-
-    __tablename__ = "idempotency_log"
-    __table_args__ = (
-        UniqueConstraint("user_id", "idempotency_key"),
-        Index(None, "expires_at"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    idempotency_key: Mapped[str] = mapped_column(String(255))
-    operation: Mapped[str] = mapped_column(String(64))
-    request_fingerprint: Mapped[str] = mapped_column(String(64))
-    locked_at: Mapped[datetime | None]
-    status_code: Mapped[int | None]
-    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    job_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("video_jobs.job_id", ondelete="SET NULL")
-    )
-    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
-    expires_at: Mapped[datetime] = mapped_column(server_default=text("now() + interval '24 hours'"))

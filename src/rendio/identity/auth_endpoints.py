@@ -6,22 +6,22 @@ unchanged; errors use GoTrue's body (`code`, `error_code`, `msg`, `message`).
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel, ValidationError
 
 from rendio.identity import service
-from rendio.identity.apple_signin import AppleIdTokenVerifier, InvalidIdToken, KeysUnavailable
+from rendio.identity.apple_signin import InvalidIdToken, KeysUnavailable
 from rendio.identity.dependencies import (
     AuthApiCaller,
     TokenProblem,
     bearer_token,
-    keys,
     resolve_token,
 )
+from rendio.identity.gotrue import AuthApiError, parse
 from rendio.identity.models import User
 from rendio.identity.schemas import GoTrueSession, GoTrueUser, IdTokenIn, RefreshIn, SignupIn
+from rendio.identity.services import IdentityDeps, IdentityServices
 from rendio.identity.sessions import (
     RefreshTokenReused,
     refresh_session,
@@ -29,29 +29,16 @@ from rendio.identity.sessions import (
     start_session,
 )
 from rendio.platform.db import Session
-from rendio.platform.errors import AuthApiError
 
 router = APIRouter(prefix="/auth/v1", tags=["auth"])
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def _parse(model: type[Model], body: Any) -> Model:
-    try:
-        return model.model_validate(body if body is not None else {})
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in item['loc']) or 'body'}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise AuthApiError(400, "validation_failed", problems) from None
 
 
 @router.post("/signup", response_model=GoTrueSession)
 async def signup(
-    request: Request, session: Session, body: dict[str, Any] | None = Body(default=None)
+    services: IdentityDeps, session: Session, body: dict[str, Any] | None = Body(default=None)
 ) -> GoTrueSession:
     """Anonymous sign-in (no email, no phone). Email and phone sign-up are not offered."""
-    form = _parse(SignupIn, body)
+    form = parse(SignupIn, body)
     if form.email or form.phone or form.password:
         raise AuthApiError(
             422,
@@ -59,13 +46,14 @@ async def signup(
             "Only anonymous sign-up is offered; use Sign in with Apple to register",
         )
     user = await service.create_anonymous_user(session)
-    issued = await start_session(session, keys(request), user, amr="anonymous")
+    issued = await start_session(session, services.keys, user, amr="anonymous")
     return GoTrueSession.of(issued)
 
 
 @router.post("/token", response_model=GoTrueSession)
 async def token(
     request: Request,
+    services: IdentityDeps,
     session: Session,
     grant_type: str = Query(default=""),
     body: dict[str, Any] | None = Body(default=None),
@@ -73,9 +61,9 @@ async def token(
     """`grant_type=refresh_token` rotates a refresh token; `grant_type=id_token` signs in
     with Apple (upgrading or merging the guest whose bearer token comes with it)."""
     if grant_type == "refresh_token":
-        form = _parse(RefreshIn, body)
+        form = parse(RefreshIn, body)
         try:
-            issued = await refresh_session(session, keys(request), form.refresh_token)
+            issued = await refresh_session(session, services.keys, form.refresh_token)
         except RefreshTokenReused:
             # The revocation must outlive this failing request: commit it now.
             await session.commit()
@@ -84,16 +72,16 @@ async def token(
             ) from None
         return GoTrueSession.of(issued)
     if grant_type == "id_token":
-        return await _sign_in_with_id_token(request, session, _parse(IdTokenIn, body))
+        return await _sign_in_with_id_token(request, services, session, parse(IdTokenIn, body))
     raise AuthApiError(
         400, "unsupported_grant_type", "grant_type must be refresh_token or id_token"
     )
 
 
 async def _sign_in_with_id_token(
-    request: Request, session: Session, form: IdTokenIn
+    request: Request, services: IdentityServices, session: Session, form: IdTokenIn
 ) -> GoTrueSession:
-    verifier: AppleIdTokenVerifier = request.app.state.apple_id_verifier
+    verifier = services.apple_id_verifier
     if form.provider != "apple" or not verifier.enabled:
         raise AuthApiError(
             400, "provider_disabled", f"Sign-in with provider {form.provider!r} is not enabled"
@@ -106,13 +94,15 @@ async def _sign_in_with_id_token(
         raise AuthApiError(
             503, "unexpected_failure", "Apple's signing keys are unreachable; try again"
         ) from None
-    guest = await _calling_guest(request, session)
-    user = await service.sign_in_with_apple(session, identity, guest)
-    issued = await start_session(session, keys(request), user, amr="oauth")
+    guest = await _calling_guest(request, services, session)
+    user = await service.sign_in_with_apple(session, identity, guest, services.merge_guest)
+    issued = await start_session(session, services.keys, user, amr="oauth")
     return GoTrueSession.of(issued)
 
 
-async def _calling_guest(request: Request, session: Session) -> User | None:
+async def _calling_guest(
+    request: Request, services: IdentityServices, session: Session
+) -> User | None:
     """The guest whose current access token accompanies the sign-in, if any.
 
     Anything else in `Authorization` (the anon key, a registered user's token, an expired
@@ -122,7 +112,7 @@ async def _calling_guest(request: Request, session: Session) -> User | None:
     if token is None:
         return None
     try:
-        caller = await resolve_token(session, keys(request).secret, token)
+        caller = await resolve_token(session, services.keys.secret, token)
     except TokenProblem as problem:
         if problem.banned:
             raise AuthApiError(400, "user_banned", "User is banned") from None

@@ -16,11 +16,14 @@ from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rendio.identity.gotrue import AuthApiError
 from rendio.identity.models import AuthSession, User
+from rendio.identity.services import IdentityServices
 from rendio.identity.sessions import Keys
 from rendio.identity.tokens import InvalidToken, verify_access_token
 from rendio.platform.db import Session
-from rendio.platform.errors import AuthApiError, Forbidden, Unauthorized
+from rendio.platform.errors import Forbidden, Unauthorized
+from rendio.platform.services import services_of
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Caller:
 
 
 def keys(request: Request) -> Keys:
-    return request.app.state.keys  # type: ignore[no-any-return]
+    return services_of(request.app.state, IdentityServices).keys
 
 
 def bearer_token(request: Request) -> str | None:
@@ -117,7 +120,7 @@ AuthApiCaller = Annotated[Caller, Depends(authenticate_auth_api)]
 
 
 def _apikey_matches(request: Request) -> bool:
-    expected = request.app.state.settings.anon_key
+    expected = services_of(request.app.state, IdentityServices).settings.anon_key
     if expected is None:
         return True
     given = request.headers.get("apikey", "")

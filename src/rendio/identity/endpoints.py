@@ -1,19 +1,19 @@
-"""Identity business endpoints under /functions/v1: device-check, user-profile, delete-account."""
+"""Identity business endpoints under /functions/v1: device-check and user-profile."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body
 
 from rendio.identity import service
-from rendio.identity.dependencies import CurrentUser, keys
+from rendio.identity.dependencies import CurrentUser
 from rendio.identity.schemas import (
-    AccountDeleted,
     DeviceCheckIn,
     DeviceCheckOut,
     GoTrueSession,
     ProfileOut,
     ProfilePatch,
 )
+from rendio.identity.services import IdentityDeps
 from rendio.identity.sessions import start_session
 from rendio.platform.db import Session
 from rendio.platform.errors import Forbidden
@@ -23,17 +23,18 @@ router = APIRouter(prefix="/functions/v1", tags=["identity"])
 
 @router.post("/device-check", response_model=DeviceCheckOut)
 @router.post("/device/check", response_model=DeviceCheckOut, include_in_schema=False)
-async def device_check(request: Request, session: Session, body: DeviceCheckIn) -> DeviceCheckOut:
+async def device_check(
+    services: IdentityDeps, session: Session, body: DeviceCheckIn
+) -> DeviceCheckOut:
     """Verify the device, find or create its guest, grant starter credits once per device."""
-    settings = request.app.state.settings
     found = await service.check_device(
         session,
-        request.app.state.device_verifier,
+        services.device_verifier,
         device_id=body.device_id,
         device_token=body.device_token,
-        starter_credits=settings.starter_credits,
+        starter_credits=services.settings.starter_credits,
     )
-    issued = await start_session(session, keys(request), found.user, amr="anonymous")
+    issued = await start_session(session, services.keys, found.user, amr="anonymous")
     return DeviceCheckOut(
         user_id=found.user.id,
         is_new=found.is_new,
@@ -50,7 +51,7 @@ async def get_profile(caller: CurrentUser) -> ProfileOut:
 
 
 @router.patch("/user-profile", response_model=ProfileOut)
-@router.post("/user-profile", response_model=ProfileOut, operation_id="post_user_profile")
+@router.post("/user-profile", response_model=ProfileOut)
 async def update_profile(
     caller: CurrentUser, session: Session, body: ProfilePatch | None = Body(default=None)
 ) -> ProfileOut:
@@ -62,13 +63,3 @@ async def update_profile(
         session, caller.user, language=patch.language, theme_preference=patch.theme_preference
     )
     return ProfileOut.of(user)
-
-
-@router.post("/delete-account", response_model=AccountDeleted)
-async def delete_account(request: Request, caller: CurrentUser, session: Session) -> AccountDeleted:
-    """Remove the account, its personal data and its videos; the ledger keeps anonymous rows."""
-    user_id = caller.user.id
-    media = await service.delete_account(session, user_id)
-    await session.commit()  # the files go only once the account is gone for good
-    await request.app.state.storage.delete(media)
-    return AccountDeleted(user_id=user_id)

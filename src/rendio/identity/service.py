@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rendio.credits import service as credits
-from rendio.credits.models import Purchase
-from rendio.credits.service import Reason
-from rendio.generation.models import VideoJob
 from rendio.identity.apple_signin import AppleIdentity
 from rendio.identity.devicecheck import Bits, DeviceVerifier
+from rendio.identity.gotrue import AuthApiError
 from rendio.identity.models import PushToken, User
-from rendio.identity.sessions import revoke_sessions
-from rendio.platform.errors import AuthApiError, Forbidden
+from rendio.identity.services import MergeGuest
+from rendio.ledger import service as ledger
+from rendio.ledger.service import Reason
+from rendio.platform.errors import Forbidden
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ async def check_device(
         if not bits.bit0 and not verifier.transactional:
             bits = await _read_bits_alone(session, verifier, device_token)
         if not bits.bit0 and starter_credits > 0:
-            await credits.add(
+            await ledger.add(
                 session,
                 user.id,
                 starter_credits,
@@ -121,9 +120,10 @@ async def _lock_apple_account(session: AsyncSession, sub: str) -> None:
 
 
 async def sign_in_with_apple(
-    session: AsyncSession, identity: AppleIdentity, guest: User | None
+    session: AsyncSession, identity: AppleIdentity, guest: User | None, merge: MergeGuest
 ) -> User:
-    """The user for this Apple account; a current guest is upgraded in place or merged into it."""
+    """The user for this Apple account; a current guest is upgraded in place or merged into it
+    (by `merge`, which moves what every domain holds for the guest)."""
     await _lock_apple_account(session, identity.sub)
     existing = (
         await session.execute(
@@ -139,7 +139,7 @@ async def sign_in_with_apple(
         if upgraded is not None:
             return upgraded
     if guest is not None and existing is not None and existing.id != guest.id:
-        await _merge_guest(session, guest.id, existing.id)
+        await merge(session, guest.id, existing.id)
     if existing is not None:
         if identity.email and existing.email != identity.email:
             existing.email = identity.email
@@ -169,15 +169,16 @@ async def _upgrade_guest(
     ).scalar_one_or_none()
 
 
-async def _merge_guest(session: AsyncSession, guest_id: uuid.UUID, target_id: uuid.UUID) -> None:
-    """Move an open guest's credits, jobs, purchases and push tokens to `target_id` and close
-    the guest (a later refund of the guest's purchase then takes from where its credits went).
+async def close_guest(
+    session: AsyncSession, guest_id: uuid.UUID, target_id: uuid.UUID
+) -> int | None:
+    """Close an open guest as merged into `target_id` and release its device; return the
+    credits it held, or None if it was not an open guest (already merged: nothing to do).
 
-    The compare-and-swap on `merged_into IS NULL` (under the guest's row lock) makes a retried
-    or concurrent merge of the same guest a no-op; the ledger's unique transaction ids are the
-    second lock.
+    The compare-and-swap on `merged_into IS NULL` (under the guest's row lock) is what makes a
+    retried or concurrent merge of the same guest a no-op.
     """
-    closed = (
+    closed: int | None = (
         await session.execute(
             update(User)
             .where(User.id == guest_id, User.is_guest, User.merged_into.is_(None))
@@ -185,34 +186,14 @@ async def _merge_guest(session: AsyncSession, guest_id: uuid.UUID, target_id: uu
             .returning(User.credits_remaining)
         )
     ).scalar_one_or_none()
-    if closed is None:
-        return
-    if closed > 0:
-        await credits.deduct(
-            session,
-            guest_id,
-            closed,
-            reason=Reason.MERGE_OUT,
-            transaction_id=f"merge_out:{guest_id}",
-            details={"into": str(target_id)},
-        )
-        await credits.add(
-            session,
-            target_id,
-            closed,
-            reason=Reason.MERGE_IN,
-            transaction_id=f"merge_in:{guest_id}",
-            details={"from": str(guest_id)},
-            lifetime=True,
-        )
+    return closed
+
+
+async def reassign_owner(session: AsyncSession, from_user: uuid.UUID, to_user: uuid.UUID) -> None:
+    """Identity's rows owned by a merged guest that follow it (push tokens)."""
     await session.execute(
-        update(VideoJob).where(VideoJob.user_id == guest_id).values(user_id=target_id)
+        update(PushToken).where(PushToken.user_id == from_user).values(user_id=to_user)
     )
-    for table in (PushToken, Purchase):
-        await session.execute(
-            update(table).where(table.user_id == guest_id).values(user_id=target_id)
-        )
-    await revoke_sessions(session, user_id=guest_id)
 
 
 async def update_profile(
@@ -229,16 +210,7 @@ async def update_profile(
     return user
 
 
-async def delete_account(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
+async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
     """Delete the user row: sessions, tokens, jobs and push tokens go with it (ON DELETE
-    CASCADE); ledger, audit and error rows stay with their user reference set to NULL.
-
-    Returns the storage keys of the user's media, for the caller to remove once the deletion
-    is committed.
-    """
-    stored = await session.execute(
-        select(VideoJob.video_url, VideoJob.thumbnail_url).where(VideoJob.user_id == user_id)
-    )
-    keys = [key for row in stored for key in row if key]
+    CASCADE); ledger, audit and error rows stay with their user reference set to NULL."""
     await session.execute(delete(User).where(User.id == user_id))
-    return keys

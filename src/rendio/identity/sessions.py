@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rendio.identity.gotrue import AuthApiError
 from rendio.identity.models import AuthSession, RefreshToken, User
 from rendio.identity.tokens import mint_access_token
-from rendio.platform.errors import AuthApiError
 
 ISSUER = "rendio/auth/v1"
 _MAX_CHAIN_WALK = 32

@@ -1,7 +1,7 @@
 """Alembic environment: online migrations only, against the URL the caller configured."""
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import Connection, create_engine, pool
 
 from rendio.platform.db import sqlalchemy_url
 from rendio.platform.migrate import include_object
@@ -21,7 +21,7 @@ def run_migrations() -> None:
         _run(conn)
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,

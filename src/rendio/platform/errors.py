@@ -155,17 +155,3 @@ class StorageError(AppError):
 
 class InternalError(AppError):
     code = ErrorCode.INTERNAL_ERROR
-
-
-class AuthApiError(Exception):
-    """An error of the `/auth/v1` (Supabase Auth) surface, rendered in GoTrue's own shape.
-
-    The Supabase client libraries parse these answers themselves (`msg`, `code`,
-    `error_code`), so `/auth/v1` keeps GoTrue's error body instead of the SPEC envelope.
-    """
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status = status
-        self.code = code
-        self.message = message
-        super().__init__(f"{status} {code}: {message}")

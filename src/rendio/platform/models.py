@@ -1,4 +1,5 @@
-"""Operational tables shared by every domain: inbound webhook deliveries and the error log."""
+"""Operational tables shared by every domain: idempotency keys, inbound webhook deliveries and
+the error log."""
 
 from __future__ import annotations
 
@@ -47,3 +48,28 @@ class ErrorLog(Base):
     )
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class IdempotencyKey(Base):
+    """A used Idempotency-Key (Brandur Leach's design): unique per user, holding the stored
+    answer until `expires_at`. While the first request runs, an advisory lock (not a column)
+    marks the key as in flight; see `idempotency.py`."""
+
+    __tablename__ = "idempotency_log"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key"),
+        Index(None, "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    operation: Mapped[str] = mapped_column(String(64))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None]
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("video_jobs.job_id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+    expires_at: Mapped[datetime] = mapped_column(server_default=text("now() + interval '24 hours'"))

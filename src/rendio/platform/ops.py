@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from rendio.platform import metrics
 from rendio.platform.errors import DatabaseError
+from rendio.platform.services import CoreServices, services_of
 
 router = APIRouter(tags=["operations"])
 
@@ -21,7 +22,7 @@ async def health() -> dict[str, str]:
 async def ready(request: Request) -> dict[str, str]:
     """Readiness: the database answers."""
     try:
-        async with request.app.state.engine.connect() as conn:
+        async with services_of(request.app.state, CoreServices).engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception:
         raise DatabaseError({"check": "database"}) from None

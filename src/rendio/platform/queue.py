@@ -1,14 +1,16 @@
 """The durable job queue: procrastinate on the service's own PostgreSQL.
 
 No extra server to run; workers claim jobs with `FOR UPDATE SKIP LOCKED`, so any number of
-`rendio worker` processes (or the one inside `rendio serve`) share the work. Each domain's
-`register(app)` adds its tasks (plain registration: procrastinate blueprints rename their tasks
+`rendio worker` processes (or the one inside `rendio serve`) share the work. What runs on it is
+not known here: the composition root (`rendio/tasks.py`) hands `create_queue` a function that
+registers every domain's tasks (plain registration: procrastinate blueprints rename their tasks
 when added, so one blueprint cannot serve two apps in a process).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import procrastinate
@@ -17,6 +19,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.platform.db import libpq_url
+
+Registration = Callable[[procrastinate.App], None]
 
 
 def ensure_queue_schema(conn: Connection) -> None:
@@ -27,15 +31,11 @@ def ensure_queue_schema(conn: Connection) -> None:
         conn.exec_driver_sql(SchemaManager.get_schema().replace("%", "%%"))
 
 
-def create_queue(url: str, *, sweep_every: int = 15) -> procrastinate.App:
-    from rendio.generation import tasks as generation
-    from rendio.platform import maintenance
-
+def create_queue(url: str, register: Registration) -> procrastinate.App:
     # min_size=0: the API can start (and report not-ready) while the database is away.
     connector = procrastinate.PsycopgConnector(conninfo=libpq_url(url), min_size=0, max_size=4)
     app = procrastinate.App(connector=connector)
-    maintenance.register(app)
-    generation.register(app, sweep_every=sweep_every)
+    register(app)
     return app
 
 

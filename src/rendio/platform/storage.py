@@ -17,13 +17,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
-
-from rendio.platform.errors import NotFound
-
 MEDIA_PREFIX = "/media"
-_CONTENT_TYPES = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".png": "image/png"}
 
 
 class Storage(Protocol):
@@ -100,18 +94,3 @@ def valid_signature(secret: str, key: str, expires: int, signature: str) -> bool
     return hmac.compare_digest(
         _signature(secret, key, expires).encode(), signature.encode("utf-8", "replace")
     )
-
-
-router = APIRouter(tags=["media"])
-
-
-@router.get(MEDIA_PREFIX + "/{key:path}", include_in_schema=False)
-async def media(request: Request, key: str, expires: int = 0, sig: str = "") -> FileResponse:
-    """A stored file, for whoever holds an unexpired signed link (else 404: never leak)."""
-    if not valid_signature(request.app.state.keys.secret, key, expires, sig):
-        raise NotFound({})
-    path = request.app.state.storage.local_path(key)
-    if path is None:
-        raise NotFound({})
-    media_type = _CONTENT_TYPES.get(path.suffix, "application/octet-stream")
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private"})

@@ -129,10 +129,3 @@ def render_video(
                 on_progress(int((index + 1) * 100 / total))
         for packet in stream.encode():
             container.mux(packet)
-
-
-def write_thumbnail(video: Path, out: Path) -> None:
-    """The video's first frame as a JPEG."""
-    with av.open(str(video)) as container:
-        frame = next(container.decode(video=0))
-        frame.to_image().save(out, format="JPEG", quality=85)

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from rendio.accounts.service import merge_guest
 from rendio.credits import purchases
-from rendio.credits import service as credits
-from rendio.credits.audit import ledger_offences
 from rendio.credits.products import Product, ProductList
-from rendio.credits.service import Reason
-from rendio.identity.service import _merge_guest
+from rendio.ledger import service as ledger
+from rendio.ledger.audit import ledger_offences
+from rendio.ledger.service import Reason
 from rendio.platform.db import session_factory
 from rendio.platform.errors import InsufficientCredits, PurchaseInvalid
 
@@ -61,12 +61,12 @@ async def apply(
     if user in model.closed and kind not in ("refund", "restore"):
         return  # a closed guest has no sessions left to act with
     if kind == "grant":
-        await credits.add(
+        await ledger.add(
             session, user, amount, reason=Reason.INITIAL_GRANT, transaction_id=str(uuid.uuid4())
         )
         model.balances[user] += amount
     elif kind == "deduct":
-        await credits.deduct(
+        await ledger.deduct(
             session, user, amount, reason=Reason.GENERATION, transaction_id=str(uuid.uuid4())
         )
         model.balances[user] -= amount
@@ -99,7 +99,7 @@ async def apply(
             model.balances[owner] += taken
             model.bought[tid][1] = None
     elif kind == "merge" and other != user and other not in model.closed:
-        await _merge_guest(session, user, other)
+        await merge_guest(session, user, other)
         model.balances[other] += model.balances[user]
         model.balances[user] = 0
         model.closed.add(user)
@@ -150,9 +150,9 @@ async def test_a_refund_after_a_merge_takes_from_where_the_credits_went(
         for _ in range(2)
     ]
     await purchases.redeem(db, guest, transaction("t-1"), PACK)
-    await _merge_guest(db, guest, account)
+    await merge_guest(db, guest, account)
     assert (await purchases.redeem(db, account, transaction("t-1"), PACK)).already_processed
     await purchases._take_back(db, transaction("t-1"), "n-1", PACK)
-    assert (await credits.balance(db, account))[0] == 0
-    assert (await credits.balance(db, guest))[0] == 0
+    assert (await ledger.balance(db, account))[0] == 0
+    assert (await ledger.balance(db, guest))[0] == 0
     await db.commit()

@@ -20,6 +20,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import procrastinate
+import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +30,8 @@ from rendio.platform.errors import (
     IdempotencyKeyInvalid,
     IdempotencyKeyReused,
 )
+
+log = structlog.get_logger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "X-Idempotent-Replay"
@@ -106,3 +110,18 @@ async def remember(
             "job_id": job_id,
         },
     )
+
+
+# Run on procrastinate's own connection (a periodic task has no request session).
+_PURGE = (
+    "WITH gone AS (DELETE FROM idempotency_log WHERE expires_at < now() RETURNING 1) "
+    "SELECT count(*) AS n FROM gone"
+)
+
+
+async def purge_expired(context: procrastinate.JobContext, timestamp: int) -> int:
+    """Periodic: keys older than their 24 h window count as new again (Stripe's rule)."""
+    rows = await context.app.connector.execute_query_all_async(_PURGE)
+    purged = int(rows[0]["n"])
+    log.info("idempotency_keys_purged", count=purged, scheduled_at=timestamp)
+    return purged

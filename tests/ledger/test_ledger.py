@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from rendio.credits import service
-from rendio.credits.audit import ledger_offences
-from rendio.credits.service import DuplicateLedgerEntry, Reason
+from rendio.ledger import service
+from rendio.ledger.audit import ledger_offences
+from rendio.ledger.service import DuplicateLedgerEntry, Reason
 from rendio.platform.db import libpq_url, session_factory
 from rendio.platform.errors import InsufficientCredits, NotFound
-from tests.conftest import credits_verify
+from tests.helpers.processes import credits_verify
 
 
 async def new_user(session: AsyncSession) -> uuid.UUID:

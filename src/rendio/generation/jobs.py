@@ -1,0 +1,273 @@
+"""The one owner of job state: the `JobStatus` values and every read and compare-and-swap of
+`video_jobs`.
+
+Every end of a job is a compare-and-swap on its status (`pending`/`processing` → `completed` or
+`failed`): whichever of the worker, a second worker or the sweeper gets there first decides, and
+only a swap to `failed` refunds — with the ledger transaction id `refund:<job id>` as the second
+lock. So a job is charged once and refunded at most once, whatever runs twice. The swap that
+ends a job also queues the `job_ended` event in the same transaction, so subscribers (push,
+metrics) hear of every ending exactly when it commits, and never of one that rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rendio.generation.models import VideoJob
+from rendio.ledger import service as ledger
+from rendio.ledger.service import Reason
+from rendio.platform.errors import ErrorCode
+from rendio.platform.queue import defer_in_transaction
+
+ADVANCE_TASK = "generation:advance_job"
+JOB_ENDED_TASK = "generation:job_ended"
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+UNFINISHED = (JobStatus.PENDING, JobStatus.PROCESSING)
+
+
+def job_lock(job_id: uuid.UUID | str) -> str:
+    """The procrastinate lock that keeps one job's tasks from ever running side by side."""
+    return f"video-job:{job_id}"
+
+
+@dataclass(frozen=True)
+class JobEnded:
+    """The event every ending of a job publishes (task `generation:job_ended`)."""
+
+    job_id: uuid.UUID
+    status: JobStatus
+
+    def as_args(self) -> dict[str, str]:
+        return {"job_id": str(self.job_id), "status": self.status.value}
+
+
+@dataclass(frozen=True)
+class RunnableJob:
+    """A job as the runner needs it: where it stands and what to ask its provider for."""
+
+    job_id: uuid.UUID
+    status: JobStatus
+    provider: str
+    provider_job_id: str | None
+    deadline_at: datetime
+    provider_model_id: str
+    prompt: str
+    settings: dict[str, Any]
+    image_url: str | None
+    options: dict[str, Any]
+
+
+_INSERT = text(
+    "INSERT INTO video_jobs (job_id, user_id, model_id, prompt, settings, image_url, provider, "
+    "credits_used, deadline_at) VALUES (:job_id, :user_id, :model_id, :prompt, "
+    "CAST(:settings AS jsonb), :image_url, :provider, :cost, "
+    "now() + make_interval(secs => :deadline))"
+)
+_LOAD = text(
+    "SELECT j.status, j.provider, j.provider_job_id, j.deadline_at, j.prompt, j.settings, "
+    "j.image_url, m.provider_model_id, m.options "
+    "FROM video_jobs j JOIN models m ON m.id = j.model_id WHERE j.job_id = :id"
+)
+_START = text(
+    "UPDATE video_jobs SET status = 'processing', updated_at = now() "
+    "WHERE job_id = :id AND status IN ('pending', 'processing') RETURNING job_id"
+)
+_SAVE_PROVIDER_JOB = text(
+    "UPDATE video_jobs SET provider_job_id = :pid, updated_at = now() "
+    "WHERE job_id = :id AND status = 'processing' RETURNING job_id"
+)
+_PROGRESS = text(
+    "UPDATE video_jobs SET progress = GREATEST(progress, :progress), updated_at = now() "
+    "WHERE job_id = :id AND status = 'processing'"
+)
+_COMPLETE = text(
+    "UPDATE video_jobs SET status = 'completed', progress = 100, video_url = :video, "
+    "thumbnail_url = :thumbnail, completed_at = now(), updated_at = now() "
+    "WHERE job_id = :job_id AND status = 'processing' RETURNING job_id"
+)
+_FAIL = text(
+    "UPDATE video_jobs SET status = 'failed', error_code = :code, "
+    "error_message = :message, completed_at = now(), updated_at = now() "
+    "WHERE job_id = :job_id AND status IN ('pending', 'processing') "
+    "RETURNING user_id, credits_used"
+)
+_STATUS = text(
+    "SELECT job_id, status, progress, video_url, thumbnail_url, credits_used, error_code, "
+    "created_at, completed_at FROM video_jobs "
+    "WHERE job_id = :job_id AND user_id = :user_id AND deleted_at IS NULL"
+)
+_OVERDUE = text(
+    "SELECT job_id FROM video_jobs WHERE status IN ('pending', 'processing') "
+    "AND deadline_at < now() - make_interval(secs => :grace)"
+)
+# Unfinished, untouched for a while, and with no task queued or running for it.
+_STRANDED = text(
+    "SELECT j.job_id FROM video_jobs j "
+    "WHERE j.status IN ('pending', 'processing') "
+    "AND j.updated_at < now() - make_interval(secs => :stale) "
+    "AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs p "
+    "  WHERE p.lock = 'video-job:' || j.job_id "
+    "  AND p.status IN ('todo', 'doing'))"
+)
+_UNFINISHED_AMONG = text(
+    "SELECT job_id FROM video_jobs WHERE job_id = ANY(:ids) AND status IN ('pending', 'processing')"
+)
+_MEDIA_OF_USER = text(
+    "SELECT video_url, thumbnail_url FROM video_jobs WHERE user_id = :user_id "
+    "AND (video_url IS NOT NULL OR thumbnail_url IS NOT NULL)"
+)
+
+
+async def insert(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    model_id: uuid.UUID,
+    prompt: str,
+    settings: dict[str, Any],
+    image_url: str | None,
+    provider: str,
+    cost: int,
+    deadline_seconds: int,
+) -> uuid.UUID:
+    """A new `pending` job; the caller charges for it and queues it in the same transaction."""
+    job_id = uuid.uuid4()
+    await session.execute(
+        _INSERT,
+        {
+            "job_id": job_id,
+            "user_id": user_id,
+            "model_id": model_id,
+            "prompt": prompt,
+            "settings": json.dumps(settings),
+            "image_url": image_url,
+            "provider": provider,
+            "cost": cost,
+            "deadline": deadline_seconds,
+        },
+    )
+    return job_id
+
+
+async def load(session: AsyncSession, job_id: uuid.UUID) -> RunnableJob | None:
+    row = (await session.execute(_LOAD, {"id": job_id})).one_or_none()
+    if row is None:
+        return None
+    return RunnableJob(
+        job_id=job_id,
+        status=JobStatus(row.status),
+        provider=row.provider,
+        provider_job_id=row.provider_job_id,
+        deadline_at=row.deadline_at,
+        provider_model_id=row.provider_model_id,
+        prompt=row.prompt,
+        settings=dict(row.settings),
+        image_url=row.image_url,
+        options=dict(row.options or {}),
+    )
+
+
+async def start(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    """Mark an unfinished job `processing`; False if it ended meanwhile."""
+    return (await session.execute(_START, {"id": job_id})).one_or_none() is not None
+
+
+async def save_provider_job(session: AsyncSession, job_id: uuid.UUID, provider_job_id: str) -> bool:
+    """Remember the provider's id for a processing job; False if it ended meanwhile."""
+    saved = await session.execute(_SAVE_PROVIDER_JOB, {"id": job_id, "pid": provider_job_id})
+    return saved.one_or_none() is not None
+
+
+async def report_progress(session: AsyncSession, job_id: uuid.UUID, progress: int) -> None:
+    """Progress only moves forward, and never to 100 before the job is completed."""
+    await session.execute(_PROGRESS, {"id": job_id, "progress": max(0, min(99, progress))})
+
+
+async def complete(
+    session: AsyncSession, job_id: uuid.UUID, video_key: str, thumbnail_key: str
+) -> bool:
+    """Mark a processing job completed with its stored files; False if it had already ended."""
+    done = await session.execute(
+        _COMPLETE, {"job_id": job_id, "video": video_key, "thumbnail": thumbnail_key}
+    )
+    if done.one_or_none() is None:
+        return False
+    await _publish(session, JobEnded(job_id, JobStatus.COMPLETED))
+    return True
+
+
+async def fail(session: AsyncSession, job_id: uuid.UUID, code: ErrorCode, message: str) -> bool:
+    """End an unfinished job as failed and refund it; False if it had already ended."""
+    ended = (
+        await session.execute(
+            _FAIL, {"job_id": job_id, "code": code.value, "message": message[:1000]}
+        )
+    ).one_or_none()
+    if ended is None:
+        return False
+    if ended.credits_used > 0:
+        await ledger.add(
+            session,
+            ended.user_id,
+            ended.credits_used,
+            reason=Reason.REFUND,
+            transaction_id=f"refund:{job_id}",
+            job_id=job_id,
+            details={"error_code": code.value},
+        )
+    await _publish(session, JobEnded(job_id, JobStatus.FAILED))
+    return True
+
+
+async def _publish(session: AsyncSession, event: JobEnded) -> None:
+    await defer_in_transaction(session, JOB_ENDED_TASK, event.as_args())
+
+
+async def status_of(session: AsyncSession, job_id: uuid.UUID, user_id: uuid.UUID) -> Any:
+    """The caller's job as get-video-status shows it, or None (not theirs, deleted, unknown)."""
+    return (await session.execute(_STATUS, {"job_id": job_id, "user_id": user_id})).one_or_none()
+
+
+async def overdue(session: AsyncSession, grace_seconds: float) -> list[uuid.UUID]:
+    """Unfinished jobs whose deadline passed more than `grace_seconds` ago."""
+    return list((await session.execute(_OVERDUE, {"grace": grace_seconds})).scalars())
+
+
+async def stranded(session: AsyncSession, stale_seconds: float) -> list[uuid.UUID]:
+    """Unfinished jobs nobody is following: untouched for a while, with no task for them."""
+    return list((await session.execute(_STRANDED, {"stale": stale_seconds})).scalars())
+
+
+async def unfinished_among(session: AsyncSession, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    return set((await session.execute(_UNFINISHED_AMONG, {"ids": job_ids})).scalars())
+
+
+async def reassign_owner(session: AsyncSession, from_user: uuid.UUID, to_user: uuid.UUID) -> None:
+    """A merged guest's videos become the account's."""
+    await session.execute(
+        update(VideoJob).where(VideoJob.user_id == from_user).values(user_id=to_user)
+    )
+
+
+async def delete_owned(session: AsyncSession, user_id: uuid.UUID) -> list[str]:
+    """The storage keys of a user's videos and thumbnails, for the caller to remove once the
+    account's deletion has committed (the rows themselves go with the user: ON DELETE
+    CASCADE)."""
+    rows = await session.execute(_MEDIA_OF_USER, {"user_id": user_id})
+    return [key for row in rows for key in row if key]

@@ -1,0 +1,215 @@
+"""The worker's side of a job: move it forward one step per task run.
+
+`advance_job` is the only job task. Each run looks at the job and does the next thing — submit
+it, or poll it once — then queues itself again with a growing delay while the provider is still
+working. A procrastinate lock per job keeps its runs apart, but a worker presumed dead that was
+only slow can overlap with its replacement, so every step is safe to repeat and every way a job
+can end goes through a compare-and-swap in `jobs.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import procrastinate
+import stamina
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rendio.config import Settings
+from rendio.generation import jobs
+from rendio.generation.jobs import ADVANCE_TASK, UNFINISHED, RunnableJob, job_lock
+from rendio.generation.media import UnusableResult, probe_and_thumbnail
+from rendio.generation.services import GenerationServices
+from rendio.platform.errors import ErrorCode
+from rendio.platform.services import services_of
+from rendio.providers.base import GenerationRequest, PollResult, ProviderError, VideoProvider
+
+log = structlog.get_logger("rendio.generation")
+Result = TypeVar("Result")
+
+
+def _request(services: GenerationServices, job: RunnableJob) -> GenerationRequest:
+    return GenerationRequest(
+        job_id=job.job_id,
+        provider_model_id=job.provider_model_id,
+        prompt=job.prompt,
+        duration=int(job.settings["duration"]),
+        aspect_ratio=str(job.settings["aspect_ratio"]),
+        resolution=str(job.settings["resolution"]),
+        image_url=job.image_url,
+        options=job.options,
+        workdir=services.workdir / str(job.job_id),
+    )
+
+
+async def _in_transaction(
+    services: GenerationServices, step: Callable[[AsyncSession], Awaitable[Result]]
+) -> Result:
+    """Run one step against the database in its own committed transaction."""
+    async with services.sessions() as session:
+        result = await step(session)
+        await session.commit()
+        return result
+
+
+async def _fail(
+    services: GenerationServices, request: GenerationRequest, code: ErrorCode, message: str
+) -> None:
+    ended = await _in_transaction(
+        services, lambda session: jobs.fail(session, request.job_id, code, message)
+    )
+    if ended:
+        log.info("job_failed", job_id=str(request.job_id), code=code.value, reason=message)
+    shutil.rmtree(request.workdir, ignore_errors=True)
+
+
+def _retrying(settings: Settings) -> AsyncIterator[stamina.Attempt]:
+    return stamina.retry_context(
+        on=lambda error: isinstance(error, ProviderError) and error.retryable,
+        attempts=settings.provider_retries + 1,
+        timeout=None,
+        wait_initial=settings.provider_retry_initial,
+        wait_max=settings.provider_retry_max,
+        wait_jitter=settings.provider_retry_initial / 2,
+    )
+
+
+async def advance_job(context: procrastinate.JobContext, job_id: str, polls: int = 0) -> None:
+    services = services_of(context.additional_context, GenerationServices)
+    job = await _in_transaction(services, lambda session: jobs.load(session, uuid.UUID(job_id)))
+    if job is None or job.status not in UNFINISHED:
+        return
+    request = _request(services, job)
+    provider = services.providers.get(job.provider)
+    if provider is None:
+        await _fail(services, request, ErrorCode.PROVIDER_UNAVAILABLE, "provider not configured")
+        return
+    if datetime.now(UTC) >= job.deadline_at:
+        if job.provider_job_id is not None:
+            await _cancel_quietly(provider, job.provider_job_id, request)
+        await _fail(services, request, ErrorCode.PROVIDER_TIMEOUT, "deadline passed")
+        return
+    if job.provider_job_id is None:
+        if await _submit(services, provider, request):
+            await _again(context, services, job, polls=0)
+        return
+    if await _poll(services, provider, request, job.provider_job_id):
+        await _again(context, services, job, polls=polls + 1)
+
+
+async def _submit(
+    services: GenerationServices, provider: VideoProvider, request: GenerationRequest
+) -> bool:
+    """Hand the job to its provider; True if it was taken and needs following."""
+    if not await _in_transaction(services, lambda session: jobs.start(session, request.job_id)):
+        return False  # ended meanwhile: do not spend a provider's money on it
+    try:
+        async for attempt in _retrying(services.settings):
+            with attempt:
+                provider_job_id = await provider.submit(request)
+    except ProviderError as error:
+        code = ErrorCode.PROVIDER_UNAVAILABLE if error.retryable else ErrorCode.PROVIDER_REJECTED
+        await _fail(services, request, code, str(error))
+        return False
+    saved = await _in_transaction(
+        services, lambda session: jobs.save_provider_job(session, request.job_id, provider_job_id)
+    )
+    if not saved:  # it ended meanwhile (the sweeper, past its deadline)
+        await _cancel_quietly(provider, provider_job_id, request)
+        return False
+    log.info("job_submitted", job_id=str(request.job_id), provider=provider.name)
+    return True
+
+
+async def _poll(
+    services: GenerationServices,
+    provider: VideoProvider,
+    request: GenerationRequest,
+    provider_job_id: str,
+) -> bool:
+    """Ask the provider once; True if it is still working."""
+    try:
+        async for attempt in _retrying(services.settings):
+            with attempt:
+                result = await provider.poll(provider_job_id, request)
+    except ProviderError as error:
+        await _fail(services, request, ErrorCode.PROVIDER_UNAVAILABLE, str(error))
+        return False
+    if result.status == "completed":
+        await finish(services, request, result)
+        return False
+    if result.status == "failed":
+        await _fail(
+            services, request, ErrorCode.PROVIDER_REJECTED, result.error or "provider failed"
+        )
+        return False
+    await _in_transaction(
+        services,
+        lambda session: jobs.report_progress(session, request.job_id, result.progress or 0),
+    )
+    return True
+
+
+async def finish(
+    services: GenerationServices, request: GenerationRequest, result: PollResult
+) -> None:
+    """Copy the result into storage with a thumbnail, then complete the job.
+
+    Keys are unique to this run: if two runs of one job overlap (a worker presumed dead that
+    was only slow), the one that loses the compare-and-swap deletes its own copies, never the
+    winner's.
+    """
+    run = uuid.uuid4().hex[:12]
+    video_key = f"videos/{request.job_id}/{run}/video.mp4"
+    thumbnail_key = f"videos/{request.job_id}/{run}/thumbnail.jpg"
+    thumbnail = request.workdir / f"thumbnail-{run}.jpg"
+    try:
+        if result.video is None or not result.video.is_file():
+            raise UnusableResult("the provider reported no video file")
+        await asyncio.to_thread(probe_and_thumbnail, result.video, thumbnail)
+        await services.storage.put_file(video_key, result.video)
+        await services.storage.put_file(thumbnail_key, thumbnail)
+    except (OSError, ValueError, UnusableResult) as error:
+        log.error("job_storage_failed", job_id=str(request.job_id), error=str(error))
+        message = f"storing the result failed: {error}"
+        await _fail(services, request, ErrorCode.STORAGE_ERROR, message)
+        return
+    completed = await _in_transaction(
+        services,
+        lambda session: jobs.complete(session, request.job_id, video_key, thumbnail_key),
+    )
+    if completed:
+        log.info("job_completed", job_id=str(request.job_id))
+        shutil.rmtree(request.workdir, ignore_errors=True)
+    else:
+        await services.storage.delete([video_key, thumbnail_key])
+        thumbnail.unlink(missing_ok=True)
+
+
+async def _cancel_quietly(
+    provider: VideoProvider, provider_job_id: str, request: GenerationRequest
+) -> None:
+    try:
+        await provider.cancel(provider_job_id, request)
+    except ProviderError as error:
+        log.warning("job_cancel_failed", job_id=str(request.job_id), error=str(error))
+
+
+async def _again(
+    context: procrastinate.JobContext, services: GenerationServices, job: RunnableJob, *, polls: int
+) -> None:
+    """Queue the next look at the job: soon at first, then less often, never past the
+    deadline (so the deadline is noticed on time)."""
+    settings = services.settings
+    delay = min(settings.poll_initial * 1.5**polls, settings.poll_max)
+    until_deadline = (job.deadline_at - datetime.now(UTC)).total_seconds()
+    delay = max(0.05, min(delay, until_deadline + 0.05))
+    await context.app.configure_task(
+        ADVANCE_TASK, lock=job_lock(job.job_id), schedule_in={"seconds": delay}
+    ).defer_async(job_id=str(job.job_id), polls=polls)

@@ -1,0 +1,63 @@
+"""The composition root's services: the one object every request and task is handed.
+
+`Services` inherits every domain's slice (each a frozen dataclass over `CoreServices`), so a
+domain sees exactly what it declared and this module is the only place that knows them all.
+It is built once per process — by `rendio serve` for its app (and its in-process worker) and
+by `rendio worker` — and closed when the process stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rendio.accounts.service import merge_guest
+from rendio.config import Settings, SettingsError
+from rendio.credits.appstore import build_appstore_verifier
+from rendio.credits.products import ProductsError, load_products
+from rendio.credits.services import CreditsServices
+from rendio.generation.services import GenerationServices
+from rendio.identity.apple_signin import AppleIdTokenVerifier
+from rendio.identity.devicecheck import build_device_verifier
+from rendio.identity.services import IdentityServices
+from rendio.identity.sessions import Keys
+from rendio.platform.db import create_engine, session_factory
+from rendio.platform.storage import LocalStorage
+from rendio.providers.registry import build_providers, offered_providers
+
+
+@dataclass(frozen=True)
+class Services(GenerationServices, CreditsServices, IdentityServices):
+    async def aclose(self) -> None:
+        await self.device_verifier.aclose()
+        await self.engine.dispose()
+
+
+def build_services(settings: Settings, database_url: str, *, pool_size: int) -> Services:
+    """Everything requests and tasks need; a bad products file or App Store setting is a
+    SettingsError, raised before anything is served."""
+    try:
+        products = load_products(settings.products_file)
+    except ProductsError as error:
+        raise SettingsError(f"RENDIO_PRODUCTS_FILE: {error}") from None
+    appstore = build_appstore_verifier(settings)
+    secret = settings.resolved_jwt_secret()
+    engine = create_engine(database_url, pool_size=pool_size)
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        storage=LocalStorage(settings.data_dir / "media"),
+        secret=secret,
+        keys=Keys(
+            secret=secret,
+            access_token_lifetime=settings.access_token_lifetime,
+            refresh_reuse_interval=settings.refresh_reuse_interval,
+        ),
+        device_verifier=build_device_verifier(settings),
+        apple_id_verifier=AppleIdTokenVerifier(settings.apple_client_ids, settings.apple_jwks_url),
+        merge_guest=merge_guest,
+        products=products,
+        appstore=appstore,
+        offered_providers=frozenset(offered_providers(settings)),
+        providers=build_providers(settings),
+    )

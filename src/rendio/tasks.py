@@ -1,0 +1,73 @@
+"""The composition root for background work: every domain's tasks, periodic jobs and the
+handlers of `job_ended`.
+
+Generation publishes `job_ended` in the transaction that ends a job; it never learns who
+listens. A domain that reacts to finished jobs (push, outbound notifications, metrics) adds a
+handler to `JOB_ENDED_HANDLERS`. Handlers run one after the other in one task, which
+procrastinate retries if any of them fails, so each must be safe to run twice for one event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+import procrastinate
+from prometheus_client import Counter
+
+from rendio.config import Settings
+from rendio.generation.jobs import ADVANCE_TASK, JOB_ENDED_TASK, JobEnded, JobStatus
+from rendio.generation.runner import advance_job
+from rendio.generation.sweeper import sweep
+from rendio.platform.idempotency import purge_expired
+from rendio.platform.services import services_of
+from rendio.services import Services
+
+JobEndedHandler = Callable[[Services, JobEnded], Awaitable[None]]
+
+JOBS_ENDED = Counter("rendio_jobs_ended_total", "Video jobs ended, by outcome", ["status"])
+
+
+async def count_ending(services: Services, event: JobEnded) -> None:
+    JOBS_ENDED.labels(event.status.value).inc()
+
+
+JOB_ENDED_HANDLERS: tuple[JobEndedHandler, ...] = (count_ending,)
+
+# Unexpected errors (the database away, a bug) are retried by procrastinate; provider errors
+# never reach it, they end the job.
+_RETRY = procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2)
+
+
+def _job_ended(handlers: Sequence[JobEndedHandler]) -> Callable[..., Awaitable[None]]:
+    async def job_ended(context: procrastinate.JobContext, job_id: str, status: str) -> None:
+        services = services_of(context.additional_context, Services)
+        event = JobEnded(uuid.UUID(job_id), JobStatus(status))
+        for handler in handlers:
+            await handler(services, event)
+
+    return job_ended
+
+
+def registration(
+    settings: Settings, job_ended_handlers: Sequence[JobEndedHandler] = JOB_ENDED_HANDLERS
+) -> Callable[[procrastinate.App], None]:
+    """What `platform.queue.create_queue` runs to give a queue app every task."""
+
+    def register(app: procrastinate.App) -> None:
+        purge = app.task(name="maintenance:purge_expired_idempotency_keys", pass_context=True)(
+            purge_expired
+        )
+        app.periodic(cron="*/15 * * * *")(purge)
+        app.task(name=ADVANCE_TASK, pass_context=True, retry=_RETRY)(advance_job)
+        # One sweep at a time (lock), even when one outlasts the period.
+        sweeper = app.task(name="generation:sweep", pass_context=True, lock="generation:sweep")(
+            sweep
+        )
+        # The sixth cron field is seconds.
+        app.periodic(cron=f"* * * * * */{settings.sweep_every}", periodic_id="sweep")(sweeper)
+        app.task(name=JOB_ENDED_TASK, pass_context=True, retry=_RETRY)(
+            _job_ended(job_ended_handlers)
+        )
+
+    return register
