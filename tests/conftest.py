@@ -29,6 +29,7 @@ from rendio.tables import metadata, prepare_database
 from tests.helpers.clients import open_client
 from tests.helpers.database import create_database, drop_database
 from tests.helpers.processes import LiveServer, service_env, start_server
+from tests.helpers.settings import SettingsFactory
 
 EXTERNAL_URL_VARIABLE = "RENDIO_TEST_DATABASE_URL"
 
@@ -74,7 +75,7 @@ def clean_database(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, clean_database: str):  # type: ignore[no-untyped-def]
+def make_settings(tmp_path: Path, clean_database: str) -> SettingsFactory:
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {"database_url": clean_database, "data_dir": tmp_path / "data"}
         values.update(overrides)
@@ -84,7 +85,7 @@ def make_settings(tmp_path: Path, clean_database: str):  # type: ignore[no-untyp
 
 
 @pytest.fixture
-def settings(make_settings) -> Settings:  # type: ignore[no-untyped-def]
+def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings()
 
 

@@ -45,7 +45,7 @@ _ERROR_SCHEMA = {
 def operation_id(route: APIRoute) -> str:
     """Stable OpenAPI operation ids (clients generated from the document keep their method
     names): the first method and the path's last segment, e.g. `post_generate_video`."""
-    method = sorted(route.methods)[0].lower()
+    method = sorted(route.methods or {"GET"})[0].lower()
     name = route.path_format.rstrip("/").rsplit("/", 1)[-1].replace("-", "_")
     return f"{method}_{name}"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -24,6 +23,7 @@ _MIN_SECRET_LENGTH = 32
 
 
 AppStoreEnvironment = Literal["Production", "Sandbox", "Xcode", "LocalTesting"]
+_SIGNED_ENVIRONMENTS: tuple[AppStoreEnvironment, ...] = ("Production", "Sandbox")
 
 
 class SettingsError(Exception):
@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     )
     appstore_app_apple_id: int | None = Field(default=None, ge=1)
     appstore_environments: Annotated[list[AppStoreEnvironment], NoDecode] = Field(
-        default_factory=lambda: ["Production", "Sandbox"],
+        default_factory=lambda: list(_SIGNED_ENVIRONMENTS),
         description="Environments whose transactions are accepted (comma-separated).",
     )
     appstore_root_certificates: Annotated[list[Path], NoDecode] = Field(
@@ -249,11 +249,7 @@ def load_settings(**overrides: object) -> Settings:
     if unknown:
         raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]  # names and values are checked by pydantic
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return load_settings()

@@ -9,6 +9,7 @@ from rendio.config import Settings
 from rendio.platform.db import sync_engine
 from rendio.providers.registry import offered_providers
 from tests.helpers.clients import open_client
+from tests.helpers.settings import SettingsFactory
 
 LOCAL_ID = "d4aade9e-62e1-508f-9c17-eb900fa1dc39"  # uuid5 of "rendio-local": stable everywhere
 
@@ -60,7 +61,7 @@ async def test_models_come_featured_first_then_by_name(
 
 
 async def test_keyed_providers_without_an_adapter_are_not_offered(
-    make_settings,  # type: ignore[no-untyped-def]
+    make_settings: SettingsFactory,
 ) -> None:
     """A key alone does not make a provider runnable; its models appear with its adapter."""
     settings: Settings = make_settings(fal_key="k", openai_api_key="k", replicate_api_token="k")

@@ -48,13 +48,14 @@ def start_job(http: httpx.Client, headers: dict[str, str], model_id: str, durati
         headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
     )
     assert response.status_code == 200, response.text
-    return response.json()["job_id"]  # type: ignore[no-any-return]
+    return str(response.json()["job_id"])
 
 
 def status_of(http: httpx.Client, headers: dict[str, str], job_id: str) -> dict[str, Any]:
-    return http.get(  # type: ignore[no-any-return]
+    status: dict[str, Any] = http.get(
         "/functions/v1/get-video-status", params={"job_id": job_id}, headers=headers
     ).json()
+    return status
 
 
 def wait_until(

@@ -23,7 +23,8 @@ async def counts(db: AsyncSession) -> tuple[int, int, int, int]:
             "(SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'generation:advance_job')"
         )
     )
-    return tuple(row.one())  # type: ignore[return-value]
+    jobs, charges, keys, tasks = row.one()
+    return jobs, charges, keys, tasks
 
 
 async def test_a_job_is_charged_created_and_queued_together(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rendio.generation import jobs
 from rendio.generation.sweeper import sweep_once
 from rendio.platform.errors import ErrorCode
-from tests.helpers.clients import guest
+from tests.helpers.clients import app_of, guest
 from tests.helpers.factories import add_models, generate, simulated_model, video_body, wait_for_end
 
 
@@ -167,7 +167,7 @@ async def test_the_sweeper_fails_overdue_jobs_and_requeues_stranded_ones(
     )
     await db.execute(text("DELETE FROM procrastinate_jobs"))
     await db.commit()
-    app = client._transport.app  # type: ignore[attr-defined]
+    app = app_of(client)
     done = await sweep_once(app.state.queue, app.state.services)
     assert done["overdue"] == 1
     assert done["requeued"] == 1
@@ -212,7 +212,7 @@ async def test_delete_account_removes_the_videos(
     headers = (await guest(client)).headers
     job_id = (await generate(client, headers)).json()["job_id"]
     status = await wait_for_end(client, headers, job_id)
-    storage = client._transport.app.state.services.storage  # type: ignore[attr-defined]
+    storage = app_of(client).state.services.storage
     keys = (await db.execute(text("SELECT video_url, thumbnail_url FROM video_jobs"))).one()
     assert all(storage.local_path(key) is not None for key in keys)
     assert (await client.post("/functions/v1/delete-account", headers=headers)).status_code == 200
@@ -225,7 +225,7 @@ async def test_a_storage_failure_fails_the_job_and_refunds(
     worker_client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
     client = worker_client
-    settings = client._transport.app.state.services.settings  # type: ignore[attr-defined]
+    settings = app_of(client).state.services.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "media").write_text("a file where the media folder should be")
     headers = (await guest(client)).headers
@@ -262,7 +262,7 @@ async def test_a_late_second_run_never_deletes_the_winners_video(
     headers = (await guest(client)).headers
     job_id = (await generate(client, headers)).json()["job_id"]
     status = await wait_for_end(client, headers, job_id)
-    app = client._transport.app  # type: ignore[attr-defined]
+    app = app_of(client)
     services = app.state.services
     async with services.sessions() as session:
         job = await jobs.load(session, uuid.UUID(job_id))
@@ -284,7 +284,7 @@ async def test_the_sweeper_removes_scratch_folders_of_ended_jobs(
 
     headers = (await guest(client)).headers
     open_job = (await generate(client, headers)).json()["job_id"]  # pending: no worker here
-    app = client._transport.app  # type: ignore[attr-defined]
+    app = app_of(client)
     services = app.state.services
     folders = {name: services.workdir / name for name in (open_job, str(uuid.uuid4()), "not-a-job")}
     for folder in folders.values():

@@ -18,6 +18,13 @@ async def open_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def app_of(client: httpx.AsyncClient) -> Any:
+    """The app behind an in-process client (to reach its services and queue in a test)."""
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    return transport.app
+
+
 async def device_check(
     client: httpx.AsyncClient, device_id: str, token: str, **headers: str
 ) -> httpx.Response:

@@ -79,12 +79,12 @@ async def wait_for_end(
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = (
+        status: dict[str, Any] = (
             await client.get(
                 "/functions/v1/get-video-status", params={"job_id": job_id}, headers=headers
             )
         ).json()
         if status["status"] in ("completed", "failed"):
-            return status  # type: ignore[no-any-return]
+            return status
         await asyncio.sleep(0.1)
     raise AssertionError(f"job {job_id} did not finish in {timeout}s: {status}")

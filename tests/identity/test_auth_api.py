@@ -21,7 +21,8 @@ async def sign_up(client: httpx.AsyncClient) -> dict[str, Any]:
         headers=SUPABASE_HEADERS,
     )
     assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
+    body: dict[str, Any] = response.json()
+    return body
 
 
 async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:

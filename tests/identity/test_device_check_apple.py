@@ -29,7 +29,8 @@ async def totals(db: AsyncSession) -> tuple[int, int]:
     row = await db.execute(
         text("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM quota_log)")
     )
-    return tuple(row.one())  # type: ignore[return-value]
+    users, ledger_rows = row.one()
+    return users, ledger_rows
 
 
 async def test_first_check_grants_and_sets_bit0_at_apple(

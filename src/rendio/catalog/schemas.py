@@ -7,7 +7,6 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-PROVIDERS = ("local", "fal", "openai", "runway", "replicate")
 Provider = Literal["local", "fal", "openai", "runway", "replicate"]
 # Model ids are derived from slugs, so the same slug has the same id on every install.
 MODEL_ID_NAMESPACE = uuid.UUID("0b4f3f4e-5d0c-4c4e-9a53-72656e64696f")

@@ -32,7 +32,8 @@ def probe_and_thumbnail(video: Path, thumbnail: Path) -> VideoInfo:
             frame = next(container.decode(video=0), None)
             if frame is None:
                 raise UnusableResult("the video has no frames")
-            frame.to_image().save(thumbnail, format="JPEG", quality=85)
+            image = frame.to_image()  # type: ignore[no-untyped-call]  # PyAV leaves it unannotated
+            image.save(thumbnail, format="JPEG", quality=85)
             duration = container.duration / av.time_base if container.duration else None
             return VideoInfo(
                 codec=stream.codec_context.name,

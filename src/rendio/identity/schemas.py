@@ -124,8 +124,8 @@ class ProfileOut(BaseModel):
             email=user.email,
             is_guest=user.is_guest,
             tier=user.tier,
-            language=user.language,  # type: ignore[arg-type]
-            theme_preference=user.theme_preference,  # type: ignore[arg-type]
+            language=user.language,
+            theme_preference=user.theme_preference,
             credits_remaining=user.credits_remaining,
             credits_total=user.credits_total,
             initial_grant_claimed=user.initial_grant_claimed,

