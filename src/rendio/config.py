@@ -252,4 +252,3 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]  # names and values are checked by pydantic
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
-
