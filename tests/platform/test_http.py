@@ -220,3 +220,17 @@ async def test_lone_surrogates_are_refused_not_crashed_on(client: httpx.AsyncCli
         headers={"Content-Type": "application/json"},
     )
     assert pair.status_code == 200, "an escaped surrogate pair is an ordinary emoji"
+
+
+async def test_every_operation_has_a_stable_unique_id(http: httpx.AsyncClient) -> None:
+    """Generated clients name their methods after operation ids: one per operation, derived
+    from method and path, so they do not change when a handler is renamed."""
+    spec = (await http.get("/openapi.json")).json()
+    ids = [op["operationId"] for path in spec["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids))
+    generate = spec["paths"]["/functions/v1/generate-video"]["post"]
+    assert generate["operationId"] == "post_generate_video"
+    assert spec["paths"]["/functions/v1/get-video-status"]["get"]["operationId"] == (
+        "get_get_video_status"
+    )
+    assert spec["paths"]["/auth/v1/token"]["post"]["operationId"] == "post_token"

@@ -36,6 +36,30 @@ _LOCK_USER = text("SELECT 1 FROM users WHERE id = :id FOR UPDATE")
 _MAX_QUANTITY = 100
 
 
+_NEW_PURCHASE = text(
+    "INSERT INTO purchases (transaction_id, original_transaction_id, user_id, "
+    "product_id, credits, environment, purchased_at) "
+    "VALUES (:tid, :original, :user_id, :product, :credits, :environment, :at) "
+    "ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
+)
+_LOCK_BUYER = text("SELECT merged_into FROM users WHERE id = :id FOR UPDATE")
+_RECORD_DELIVERY = text(
+    "INSERT INTO webhook_deliveries (source, delivery_id, event_type, payload) "
+    "VALUES (:source, :delivery, :kind, CAST(:payload AS jsonb)) "
+    "ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id"
+)
+_DELIVERY_PROCESSED = text(
+    "UPDATE webhook_deliveries SET status = 'processed', processed_at = now(), "
+    "error = NULL WHERE id = :id"
+)
+_TOMBSTONE = text(
+    "INSERT INTO purchases (transaction_id, original_transaction_id, user_id, "
+    "product_id, credits, environment, status, purchased_at) "
+    "VALUES (:tid, :original, NULL, :product, :credits, :environment, 'refunded', "
+    ":at) ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
+)
+
+
 @dataclass(frozen=True)
 class Redemption:
     transaction_id: str
@@ -75,12 +99,7 @@ async def redeem(
 
     inserted = (
         await session.execute(
-            text(
-                "INSERT INTO purchases (transaction_id, original_transaction_id, user_id, "
-                "product_id, credits, environment, purchased_at) "
-                "VALUES (:tid, :original, :user_id, :product, :credits, :environment, :at) "
-                "ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
-            ),
+            _NEW_PURCHASE,
             {
                 "tid": transaction_id,
                 "original": transaction.originalTransactionId,
@@ -109,11 +128,7 @@ async def redeem(
 async def _lock_account(session: AsyncSession, user_id: uuid.UUID) -> uuid.UUID:
     """Lock the buyer's row before anything else (the order merges and refunds use too) and
     return the account the credits belong to: a guest merged meanwhile sends them on."""
-    buyer = (
-        await session.execute(
-            text("SELECT merged_into FROM users WHERE id = :id FOR UPDATE"), {"id": user_id}
-        )
-    ).one_or_none()
+    buyer = (await session.execute(_LOCK_BUYER, {"id": user_id})).one_or_none()
     if buyer is None:  # the account was deleted after the request was authenticated
         raise NotFound({"user_id": str(user_id)})
     merged_into: uuid.UUID | None = buyer.merged_into
@@ -155,11 +170,7 @@ async def handle_notification(
     kind = notification.rawNotificationType or "UNKNOWN"
     recorded = (
         await session.execute(
-            text(
-                "INSERT INTO webhook_deliveries (source, delivery_id, event_type, payload) "
-                "VALUES (:source, :delivery, :kind, CAST(:payload AS jsonb)) "
-                "ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id"
-            ),
+            _RECORD_DELIVERY,
             {
                 "source": SOURCE,
                 "delivery": delivery_id,
@@ -184,10 +195,7 @@ async def handle_notification(
     elif notification.notificationType == NotificationTypeV2.TEST:
         outcome = "test"
     await session.execute(
-        text(
-            "UPDATE webhook_deliveries SET status = 'processed', processed_at = now(), "
-            "error = NULL WHERE id = :id"
-        ),
+        _DELIVERY_PROCESSED,
         {"id": recorded},
     )
     return outcome
@@ -290,12 +298,7 @@ async def _tombstone(
         return False
     inserted = (
         await session.execute(
-            text(
-                "INSERT INTO purchases (transaction_id, original_transaction_id, user_id, "
-                "product_id, credits, environment, status, purchased_at) "
-                "VALUES (:tid, :original, NULL, :product, :credits, :environment, 'refunded', "
-                ":at) ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
-            ),
+            _TOMBSTONE,
             {
                 "tid": transaction.transactionId,
                 "original": transaction.originalTransactionId,

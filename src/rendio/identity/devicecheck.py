@@ -33,6 +33,13 @@ BIT_STATE_NOT_FOUND = "Failed to find bit state"
 _JWT_REUSE_SECONDS = 20 * 60
 
 
+_NEW_BITS = text("INSERT INTO device_bits (device_key) VALUES (:key) ON CONFLICT DO NOTHING")
+_LOCK_BITS = text("SELECT bit0, bit1 FROM device_bits WHERE device_key = :key FOR UPDATE")
+_SET_BITS = text(
+    "UPDATE device_bits SET bit0 = true, bit1 = :bit1, updated_at = now() WHERE device_key = :key"
+)
+
+
 @dataclass(frozen=True)
 class Bits:
     bit0: bool = False
@@ -62,13 +69,13 @@ class TrustVerifier:
     async def read(self, session: AsyncSession, device_token: str) -> Bits:
         key = hashlib.sha256(device_token.encode()).hexdigest()
         await session.execute(
-            text("INSERT INTO device_bits (device_key) VALUES (:key) ON CONFLICT DO NOTHING"),
+            _NEW_BITS,
             {"key": key},
         )
         # The row lock serializes every check of one device until the transaction ends.
         row = (
             await session.execute(
-                text("SELECT bit0, bit1 FROM device_bits WHERE device_key = :key FOR UPDATE"),
+                _LOCK_BITS,
                 {"key": key},
             )
         ).one()
@@ -76,10 +83,7 @@ class TrustVerifier:
 
     async def mark_claimed(self, session: AsyncSession, device_token: str, bits: Bits) -> None:
         await session.execute(
-            text(
-                "UPDATE device_bits SET bit0 = true, bit1 = :bit1, updated_at = now() "
-                "WHERE device_key = :key"
-            ),
+            _SET_BITS,
             {"key": hashlib.sha256(device_token.encode()).hexdigest(), "bit1": bits.bit1},
         )
 

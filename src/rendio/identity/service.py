@@ -28,6 +28,13 @@ from rendio.ledger import service as ledger
 from rendio.ledger.service import Reason
 from rendio.platform.errors import Forbidden
 
+_NEW_GUEST = text(
+    "INSERT INTO users (device_id, is_guest) VALUES (:device_id, true) "
+    "ON CONFLICT (device_id) DO NOTHING RETURNING id"
+)
+_LOCK_GRANTS = text("SELECT pg_advisory_xact_lock(hashtextextended('devicecheck:grant', 0))")
+_LOCK_APPLE_ACCOUNT = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
 
 @dataclass(frozen=True)
 class DeviceUser:
@@ -51,10 +58,7 @@ async def check_device(
     bits = await verifier.read(session, device_token)
     inserted = (
         await session.execute(
-            text(
-                "INSERT INTO users (device_id, is_guest) VALUES (:device_id, true) "
-                "ON CONFLICT (device_id) DO NOTHING RETURNING id"
-            ),
+            _NEW_GUEST,
             {"device_id": device_id},
         )
     ).scalar_one_or_none()
@@ -98,9 +102,7 @@ async def _read_bits_alone(
     one shared lock, held until this transaction (and its bit0 update) commits, and read again
     under it. Only first grants pay for this; returning devices never reach it.
     """
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended('devicecheck:grant', 0))")
-    )
+    await session.execute(_LOCK_GRANTS)
     return await verifier.read(session, device_token)
 
 
@@ -114,7 +116,7 @@ async def create_anonymous_user(session: AsyncSession) -> User:
 
 async def _lock_apple_account(session: AsyncSession, sub: str) -> None:
     await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        _LOCK_APPLE_ACCOUNT,
         {"key": f"apple:{sub}"},
     )
 

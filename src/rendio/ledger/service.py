@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.platform.errors import InsufficientCredits, NotFound
 
+_BALANCE = text("SELECT credits_remaining, credits_total FROM users WHERE id = :id")
+
 
 class Reason(StrEnum):
     INITIAL_GRANT = "initial_grant"
@@ -161,7 +163,7 @@ async def balance(session: AsyncSession, user_id: uuid.UUID) -> tuple[int, int]:
     """(credits_remaining, credits_total) for a user."""
     row = (
         await session.execute(
-            text("SELECT credits_remaining, credits_total FROM users WHERE id = :id"),
+            _BALANCE,
             {"id": user_id},
         )
     ).one_or_none()

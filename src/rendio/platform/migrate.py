@@ -21,6 +21,9 @@ from rendio.platform.db import sync_engine
 _MIGRATION_LOCK_KEY = 0x72656E64696F
 
 
+_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+
+
 def include_object(
     obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
@@ -44,7 +47,7 @@ def _with_lock(url: str, action: Callable[[Connection], None]) -> None:
     engine = sync_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            conn.execute(_LOCK, {"key": _MIGRATION_LOCK_KEY})
             action(conn)
     finally:
         engine.dispose()

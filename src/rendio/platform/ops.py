@@ -12,6 +12,9 @@ from rendio.platform.services import CoreServices, services_of
 router = APIRouter(tags=["operations"])
 
 
+_PING = text("SELECT 1")
+
+
 @router.get("/health")
 async def health() -> dict[str, str]:
     """Liveness: the process is up and serving."""
@@ -23,7 +26,7 @@ async def ready(request: Request) -> dict[str, str]:
     """Readiness: the database answers."""
     try:
         async with services_of(request.app.state, CoreServices).engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            await conn.execute(_PING)
     except Exception:
         raise DatabaseError({"check": "database"}) from None
     return {"status": "ready"}

@@ -23,10 +23,13 @@ from rendio.platform.db import libpq_url
 Registration = Callable[[procrastinate.App], None]
 
 
+_QUEUE_SCHEMA_EXISTS = text("SELECT to_regclass('procrastinate_jobs')")
+
+
 def ensure_queue_schema(conn: Connection) -> None:
     """Apply procrastinate's schema the first time; later versions bring their own migrations,
     which is why the dependency is pinned to one minor release."""
-    exists = conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar()
+    exists = conn.execute(_QUEUE_SCHEMA_EXISTS).scalar()
     if exists is None:
         conn.exec_driver_sql(SchemaManager.get_schema().replace("%", "%%"))
 
