@@ -54,7 +54,8 @@ BODY = {
 TOP_UP = 10_000_000
 
 # The statements one generate-video request runs, in its one transaction (see the endpoint,
-# idempotency.py, service.py and credits/service.py). :uid and :sid come from bench_clients.
+# platform/idempotency.py, generation/service.py and jobs.py, ledger/service.py). :uid and :sid
+# come from bench_clients.
 PGBENCH_SCRIPT = f"""
 \\set n random(1, :clients)
 SELECT uid, sid FROM bench_clients WHERE n = :n \\gset
