@@ -28,6 +28,7 @@ from rendio.platform.db import create_engine, session_factory, sync_engine
 from rendio.tables import metadata, prepare_database
 from tests.helpers.clients import open_client
 from tests.helpers.database import create_database, drop_database
+from tests.helpers.factories import FAST_WORKER
 from tests.helpers.processes import LiveServer, service_env, start_server
 from tests.helpers.settings import SettingsFactory
 
@@ -119,3 +120,12 @@ def live_server(clean_database: str, tmp_path: Path) -> Iterator[LiveServer]:
     server = start_server(["--no-worker"], env, tmp_path / f"server-{uuid.uuid4().hex}.log")
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def worker_client(make_settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its in-process worker, tuned to react quickly."""
+    settings = make_settings(**FAST_WORKER)
+    app = create_app(settings, settings.database_url or "", run_worker=True)
+    async for http in open_client(app):
+        yield http

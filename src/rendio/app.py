@@ -30,6 +30,7 @@ from rendio.platform.ops import router as ops_router
 from rendio.platform.queue import create_queue
 from rendio.services import build_services
 from rendio.tasks import registration
+from rendio.worker import COMPONENT as WORKER
 from rendio.worker import run_worker as worker_loop
 
 _ERROR_SCHEMA = {
@@ -61,9 +62,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         app.state.queue = queue
         worker = None
         if run_worker:
-            worker = asyncio.create_task(
-                worker_loop(queue, services, install_signal_handlers=False)
-            )
+            worker = asyncio.create_task(worker_loop(queue, services))
+            worker.add_done_callback(_report_worker_end)
         try:
             yield
         finally:
@@ -73,6 +73,11 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
                     await worker
             await queue.close_async()
             await services.aclose()
+
+    def _report_worker_end(task: asyncio.Task[None]) -> None:
+        """/ready must not answer 200 for a process whose worker is gone."""
+        if not task.cancelled() and task.exception() is not None:
+            services.health.down(WORKER, f"stopped: {task.exception()!r}")
 
     app = FastAPI(
         title="Rendio",
@@ -99,6 +104,9 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     app.include_router(media_router)
     app.include_router(auth_router, dependencies=[Depends(require_auth_apikey)])
     app.add_middleware(
-        RequestMiddleware, max_body_bytes=settings.max_body_bytes, renderers=renderers
+        RequestMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.max_in_flight,
+        renderers=renderers,
     )
     return app

@@ -108,10 +108,9 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the HTTP API (and, unless --no-worker, the background worker in-process)."""
-    import uvicorn
-
     from rendio.app import create_app
     from rendio.platform.logging import configure_logging
+    from rendio.platform.server import serve as serve_http
 
     overrides: dict[str, object] = {}
     if host is not None:
@@ -127,15 +126,7 @@ def serve(
         application = create_app(settings, url, run_worker=not no_worker)
     except SettingsError as error:
         _fail(f"invalid settings: {error}")
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    serve_http(application, settings)
 
 
 @app.command()
@@ -145,7 +136,7 @@ def worker(data_dir: DataDir = None) -> None:
     from rendio.platform.queue import create_queue
     from rendio.services import build_services
     from rendio.tasks import registration
-    from rendio.worker import run_worker
+    from rendio.worker import WorkerGaveUp, run_worker
 
     settings = _settings(data_dir)
     configure_logging(settings.log_level, settings.log_format)
@@ -158,13 +149,23 @@ def worker(data_dir: DataDir = None) -> None:
     queue = create_queue(url, registration(settings))
 
     async def run() -> None:
+        main = asyncio.current_task()
+        assert main is not None
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(stop, main.cancel)  # a graceful stop: running jobs finish
         try:
             async with queue.open_async():
-                await run_worker(queue, services, install_signal_handlers=True)
+                await run_worker(queue, services)
         finally:
             await services.aclose()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except asyncio.CancelledError:
+        pass  # stopped by a signal, on purpose
+    except WorkerGaveUp as error:
+        _fail(f"the worker gave up: {error}", code=1)
 
 
 @app.command()

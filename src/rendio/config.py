@@ -50,6 +50,20 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    header_timeout: float = Field(
+        default=10.0, gt=0, le=600, description="Seconds to deliver a request's headers."
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds to deliver a request's body."
+    )
+    keep_alive_timeout: int = Field(
+        default=5, ge=1, le=600, description="Seconds an idle keep-alive connection stays open."
+    )
+    max_connections: int = Field(default=2048, ge=1, le=1_000_000)
+    max_in_flight: int = Field(
+        default=256, ge=1, le=100_000, description="Requests served at once; more get 503."
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200)
 
     anon_key: SecretStr | None = Field(

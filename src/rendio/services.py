@@ -21,6 +21,7 @@ from rendio.identity.devicecheck import build_device_verifier
 from rendio.identity.services import IdentityServices
 from rendio.identity.sessions import Keys
 from rendio.platform.db import create_engine, session_factory
+from rendio.platform.health import Health
 from rendio.platform.storage import LocalStorage
 from rendio.providers.registry import build_providers, offered_providers
 
@@ -48,6 +49,7 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
         sessions=session_factory(engine),
         storage=LocalStorage(settings.data_dir / "media"),
         secret=secret,
+        health=Health(),
         keys=Keys(
             secret=secret,
             access_token_lifetime=settings.access_token_lifetime,

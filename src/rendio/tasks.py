@@ -60,10 +60,12 @@ def registration(
         )
         app.periodic(cron="*/15 * * * *")(purge)
         app.task(name=ADVANCE_TASK, pass_context=True, retry=_RETRY)(advance_job)
-        # One sweep at a time (lock), even when one outlasts the period.
-        sweeper = app.task(name="generation:sweep", pass_context=True, lock="generation:sweep")(
-            sweep
-        )
+        # No `lock`: a sweep left `doing` by a dead worker would hold it and queue every later
+        # sweep behind it, so nothing would recover anything (sweeps are safe side by side).
+        # The queueing lock only keeps sweeps from piling up while one waits to start.
+        sweeper = app.task(
+            name="generation:sweep", pass_context=True, queueing_lock="generation:sweep"
+        )(sweep)
         # The sixth cron field is seconds.
         app.periodic(cron=f"* * * * * */{settings.sweep_every}", periodic_id="sweep")(sweeper)
         app.task(name=JOB_ENDED_TASK, pass_context=True, retry=_RETRY)(

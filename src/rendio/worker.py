@@ -1,29 +1,59 @@
 """The background worker: procrastinate running every task (`tasks.py`) with the process's one
 services object. Runs inside `rendio serve` or alone as `rendio worker`; any number of them
-share one database."""
+share one database.
+
+procrastinate's worker stops by itself — returning normally — when one of its side tasks (the
+LISTEN connection, the heartbeat) fails, which is what a database outage does; it raises when
+it cannot reach the database for longer than its pool's timeout. Either way `run_worker` starts
+it again after a backoff, for as long as it takes: a database outage of any length ends with a
+working worker. Only a worker that keeps failing for another reason (a bug, not the database)
+is given up on, with `WorkerGaveUp`: `rendio worker` then exits non-zero for its supervisor to
+see, and under `rendio serve` `/ready` answers 503.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 import procrastinate
+import procrastinate.exceptions
+import psycopg
 import structlog
 
 from rendio.services import Services
 
 log = structlog.get_logger("rendio.worker")
-_MAX_RESTART_BACKOFF = 30.0
+COMPONENT = "worker"
+_MAX_BACKOFF = 30.0
+_HEALTHY_RUN_SECONDS = 60.0  # a run this long resets the backoff and the failure count
+_MAX_UNEXPECTED_FAILURES = 5  # in a row, each within a minute of starting
 
 
-async def run_worker(
-    queue: procrastinate.App, services: Services, *, install_signal_handlers: bool
-) -> None:
-    """Run the worker until stopped; if it dies (the database away long enough for
-    procrastinate's listener or heartbeat to give up), start it again after a backoff, so the
-    sweeper and the jobs are never left without one."""
+class WorkerGaveUp(Exception):
+    """The worker kept failing for a reason other than the database; the message says why."""
+
+
+def _database_trouble(error: BaseException) -> bool:
+    """Whether an error (or what caused it) is the database being away or unreachable."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(
+            seen, procrastinate.exceptions.ConnectorException | psycopg.OperationalError | OSError
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def run_worker(queue: procrastinate.App, services: Services) -> None:
+    """Run the worker until cancelled, starting it again whenever it stops by itself."""
     settings = services.settings
+    loop = asyncio.get_running_loop()
     backoff = 1.0
+    unexpected = 0
     while True:
+        services.health.up(COMPONENT)
+        started = loop.time()
         try:
             await queue.run_worker_async(
                 concurrency=settings.worker_concurrency,
@@ -31,10 +61,21 @@ async def run_worker(
                 # Heartbeats three times per timeout, so one late beat is not a death.
                 update_heartbeat_interval=settings.worker_stalled_after / 3,
                 stalled_worker_timeout=settings.worker_stalled_after,
-                install_signal_handlers=install_signal_handlers,
+                # Stopping is the caller's business (cancel this coroutine), so a return is
+                # always procrastinate giving up on a failed side task.
+                install_signal_handlers=False,
             )
-            return  # stopped on purpose (a signal)
+            reason, transient = "a side task failed (listener or heartbeat)", True
         except Exception as error:
-            log.error("worker_died", error=repr(error), restart_in=backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_RESTART_BACKOFF)
+            reason, transient = repr(error), _database_trouble(error)
+        if loop.time() - started >= _HEALTHY_RUN_SECONDS:
+            backoff, unexpected = 1.0, 0
+        if not transient:
+            unexpected += 1
+            if unexpected >= _MAX_UNEXPECTED_FAILURES:
+                services.health.down(COMPONENT, f"gave up after {unexpected} failures: {reason}")
+                log.error("worker_gave_up", error=reason, failures=unexpected)
+                raise WorkerGaveUp(reason)
+        log.error("worker_died", error=reason, restart_in=backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, _MAX_BACKOFF)

@@ -368,3 +368,28 @@ async def test_refunds_racing_redemptions_never_leave_credits_behind(
             buy(shop, headers, jws), notify(shop, store.sign(store.notification("REFUND", jws)))
         )
         assert (await balance(shop, headers))["credits_remaining"] == 10, n
+
+
+async def test_malformed_unsigned_notifications_are_refused_and_store_nothing(
+    make_settings: Any, store: TestAppStore, tmp_path: Path, db: AsyncSession
+) -> None:
+    """Unsigned environments (dev) let any payload through Apple's library: fields Apple never
+    sends are a clean 400, with nothing recorded."""
+    settings = make_settings(
+        **store_settings(store, tmp_path, appstore_environments=["Sandbox", "Xcode"])
+    )
+    local_signer = TestAppStore()
+    hostile = [
+        {"notificationUUID": "abc\x00def"},
+        {"notificationType": "REF\x00UND"},
+        {"signedDate": "yesterday"},
+        {"signedDate": [2026]},
+    ]
+    async for client in open_client(create_app(settings, settings.database_url)):
+        for change in hostile:
+            payload = local_signer.notification("TEST", environment="Xcode") | change
+            response = await notify(client, local_signer.sign(payload))
+            assert response.status_code == 400, (change, response.text)
+            assert response.json()["error"]["code"] == "ERR_4012"
+    stored = await db.execute(text("SELECT count(*) FROM webhook_deliveries"))
+    assert stored.scalar_one() == 0

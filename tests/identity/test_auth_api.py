@@ -236,3 +236,23 @@ async def test_body_refusals_under_auth_v1_keep_gotrue_shape(client: httpx.Async
         headers={"Content-Type": "application/json"},
     )
     assert_gotrue_error(huge, 400, "validation_failed")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 10_000 + b"]" * 10_000,
+        b'{"refresh_token": ' + b"9" * 5000 + b"}",
+        b'{"refresh_token": "\xff\xfe"}',
+    ],
+    ids=["deep", "huge-integer", "invalid-utf8"],
+)
+async def test_unparseable_bodies_are_bad_json(client: httpx.AsyncClient, body: bytes) -> None:
+    headers = {"Content-Type": "application/json"}
+    refused = await client.post(
+        "/auth/v1/token?grant_type=refresh_token", content=body, headers=headers
+    )
+    assert_gotrue_error(refused, 400, "bad_json")
+    enveloped = await client.post("/functions/v1/device-check", content=body, headers=headers)
+    assert enveloped.status_code == 422
+    assert enveloped.json()["error"]["details"] == {"body": "malformed JSON"}

@@ -154,3 +154,36 @@ async def test_a_banned_guest_is_refused(client: httpx.AsyncClient, db: AsyncSes
     assert response.json()["error"]["code"] == "ERR_4010"
     sessions = await db.execute(text("SELECT count(*) FROM auth_sessions"))
     assert sessions.scalar_one() == 1
+
+
+async def test_device_check_racing_delete_account_answers_cleanly(
+    client: httpx.AsyncClient, engine: Any, db: AsyncSession
+) -> None:
+    """The guest of a device is deleted between device-check finding the device taken and
+    locking its row: the device gets a fresh guest, not a 500."""
+    first = await device_check(client, "install-race", "phone-race")
+    user_id = first.json()["user_id"]
+    async with engine.connect() as deleter:
+        transaction = await deleter.begin()
+        await deleter.execute(
+            text("SELECT 1 FROM users WHERE id = :id FOR UPDATE"), {"id": user_id}
+        )
+        racing = asyncio.create_task(device_check(client, "install-race", "phone-race"))
+        for _ in range(100):  # until device-check waits on the row lock
+            waiting = await db.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'"
+                )
+            )
+            await db.rollback()
+            if waiting.scalar_one() >= 1:
+                break
+            await asyncio.sleep(0.05)
+        await deleter.execute(text("DELETE FROM users WHERE id = :id"), {"id": user_id})
+        await transaction.commit()
+    response = await racing
+    assert response.status_code == 200, response.text
+    assert response.json()["user_id"] != user_id
+    assert response.json()["is_new"] is True
+    assert response.json()["credits_remaining"] == 0  # the device had its starter credits

@@ -25,6 +25,9 @@ def test_status_table_matches_spec() -> None:
         "ERR_4009": 400, "ERR_4010": 403, "ERR_4011": 404, "ERR_4012": 400,
         "ERR_4013": 422, "ERR_5001": 504, "ERR_5002": 502, "ERR_5003": 502,
         "ERR_6001": 500, "ERR_6002": 500, "ERR_6003": 500,
+    } | {
+        # Ours beyond SPEC §3 (docs/decisions.md): refusals of the HTTP server itself.
+        "ERR_4014": 431, "ERR_4015": 408, "ERR_6004": 503,
     }  # fmt: skip
 
 

@@ -77,8 +77,9 @@ class AppStoreVerifier:
                 return decode(verifier)
             except VerificationException as error:
                 statuses.append(error.status)
-            except (ValueError, TypeError, KeyError):
-                # The library's structuring of a payload that verified but is malformed.
+            except (ValueError, TypeError, KeyError, ExceptionGroup):
+                # The library's structuring (cattrs, whose validation errors are exception
+                # groups) of a payload that verified but is malformed.
                 statuses.append(VerificationStatus.VERIFICATION_FAILURE)
         telling = [s for s in statuses if s != VerificationStatus.INVALID_ENVIRONMENT]
         raise Unverifiable((telling or statuses)[0].name.lower())

@@ -24,7 +24,7 @@ from appstoreserverlibrary.models.Type import Type
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rendio.credits.appstore import AppStoreVerifier
+from rendio.credits.appstore import AppStoreVerifier, Unverifiable
 from rendio.credits.models import Purchase
 from rendio.credits.products import ProductList
 from rendio.ledger import service as ledger
@@ -166,6 +166,7 @@ async def handle_notification(
     products: ProductList,
 ) -> str:
     """Apply one App Store Server Notification V2 once; return what was done."""
+    _check_shape(notification)
     delivery_id = notification.notificationUUID or ""
     kind = notification.rawNotificationType or "UNKNOWN"
     recorded = (
@@ -199,6 +200,27 @@ async def handle_notification(
         {"id": recorded},
     )
     return outcome
+
+
+def _check_shape(notification: ResponseBodyV2DecodedPayload) -> None:
+    """Apple's fields are short text and a millisecond timestamp. Unsigned environments (dev)
+    let anything through Apple's library, so refuse what Apple never sends — NUL characters
+    (which PostgreSQL text cannot hold), odd lengths, a date that is not a number — before a
+    row is written."""
+    texts: tuple[object, ...] = (
+        notification.notificationUUID,
+        notification.rawNotificationType,
+        notification.rawSubtype,
+        notification.data.rawEnvironment if notification.data else None,
+    )
+    for value in texts:
+        if value is not None and (
+            not isinstance(value, str) or "\x00" in value or len(value) > 200
+        ):
+            raise Unverifiable("malformed notification")
+    signed: object = notification.signedDate
+    if signed is not None and (isinstance(signed, bool) or not isinstance(signed, int)):
+        raise Unverifiable("malformed notification")
 
 
 def _summary_json(notification: ResponseBodyV2DecodedPayload) -> str:

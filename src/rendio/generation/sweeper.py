@@ -1,6 +1,8 @@
 """Crash recovery, run periodically: nothing a dead process leaves behind may strand a paid job.
 
-Each pass: tasks of workers whose heartbeat stopped are run again, jobs past their deadline are
+Sweeps hold no lock and may run side by side (every step below is a compare-and-swap or
+tolerates losing a race), so a sweep killed mid-way cannot block the next. Each pass: tasks of
+any kind whose worker's heartbeat stopped are run again, jobs past their deadline are
 failed and refunded, unfinished jobs nobody is following are queued again, and scratch folders
 of ended jobs are removed.
 """
@@ -39,9 +41,8 @@ async def sweep_once(app: procrastinate.App, services: GenerationServices) -> di
     stalled = await app.job_manager.get_stalled_jobs(
         seconds_since_heartbeat=settings.worker_stalled_after
     )
+    # Every kind of task (a job step, an event, a sweep itself): each is safe to run twice.
     for stuck in stalled:
-        if stuck.task_name != ADVANCE_TASK:
-            continue
         try:
             await app.job_manager.retry_job(stuck)
             retried += 1

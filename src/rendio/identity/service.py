@@ -26,7 +26,7 @@ from rendio.identity.models import PushToken, User
 from rendio.identity.services import MergeGuest
 from rendio.ledger import service as ledger
 from rendio.ledger.service import Reason
-from rendio.platform.errors import Forbidden
+from rendio.platform.errors import Forbidden, Unavailable
 
 _NEW_GUEST = text(
     "INSERT INTO users (device_id, is_guest) VALUES (:device_id, true) "
@@ -56,18 +56,7 @@ async def check_device(
     finds the winner's row) and then on the user row lock, so one user and one grant result.
     """
     bits = await verifier.read(session, device_token)
-    inserted = (
-        await session.execute(
-            _NEW_GUEST,
-            {"device_id": device_id},
-        )
-    ).scalar_one_or_none()
-    user = (
-        await session.execute(
-            select(User).where(User.device_id == device_id).with_for_update(),
-            execution_options={"populate_existing": True},
-        )
-    ).scalar_one()
+    user, is_new = await _guest_of_device(session, device_id)
     if user.banned_at is not None:
         raise Forbidden({"reason": "account banned"})
 
@@ -89,7 +78,32 @@ async def check_device(
             update(User).where(User.id == user.id).values(initial_grant_claimed=True)
         )
         await session.refresh(user)
-    return DeviceUser(user=user, is_new=inserted is not None)
+    return DeviceUser(user=user, is_new=is_new)
+
+
+_DEVICE_ATTEMPTS = 3
+
+
+async def _guest_of_device(session: AsyncSession, device_id: str) -> tuple[User, bool]:
+    """The guest holding `device_id`, locked (created if there is none), and whether it is new.
+
+    Between the insert that found the device taken and the lock, the holder can let the
+    device go — deleted with its account, or upgraded to Apple — and the lock then finds no
+    row: the device simply has no guest any more, so try again (the next insert succeeds).
+    """
+    for _ in range(_DEVICE_ATTEMPTS):
+        inserted = (
+            await session.execute(_NEW_GUEST, {"device_id": device_id})
+        ).scalar_one_or_none()
+        user = (
+            await session.execute(
+                select(User).where(User.device_id == device_id).with_for_update(),
+                execution_options={"populate_existing": True},
+            )
+        ).scalar_one_or_none()
+        if user is not None:
+            return user, inserted is not None
+    raise Unavailable({"reason": "the device's account kept changing; try again"})
 
 
 async def _read_bits_alone(

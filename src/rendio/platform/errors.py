@@ -24,12 +24,15 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "ERR_4011"
     PURCHASE_INVALID = "ERR_4012"
     VALIDATION_FAILED = "ERR_4013"
+    HEADERS_TOO_LARGE = "ERR_4014"
+    REQUEST_TIMEOUT = "ERR_4015"
     PROVIDER_TIMEOUT = "ERR_5001"
     PROVIDER_UNAVAILABLE = "ERR_5002"
     PROVIDER_REJECTED = "ERR_5003"
     DATABASE_ERROR = "ERR_6001"
     STORAGE_ERROR = "ERR_6002"
     INTERNAL_ERROR = "ERR_6003"
+    UNAVAILABLE = "ERR_6004"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -46,12 +49,15 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.PURCHASE_INVALID: 400,
     ErrorCode.VALIDATION_FAILED: 422,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
+    ErrorCode.REQUEST_TIMEOUT: 408,
     ErrorCode.PROVIDER_TIMEOUT: 504,
     ErrorCode.PROVIDER_UNAVAILABLE: 502,
     ErrorCode.PROVIDER_REJECTED: 502,
     ErrorCode.DATABASE_ERROR: 500,
     ErrorCode.STORAGE_ERROR: 500,
     ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.UNAVAILABLE: 503,
 }
 
 
@@ -131,3 +137,9 @@ class ProviderUnavailable(AppError):
 
 class DatabaseError(AppError):
     code = ErrorCode.DATABASE_ERROR
+
+
+class Unavailable(AppError):
+    """Busy (too many requests in flight) or not ready (a part of the process is down)."""
+
+    code = ErrorCode.UNAVAILABLE

@@ -102,6 +102,10 @@ def install_error_handlers(app: FastAPI, renderers: Renderers) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # FastAPI's answer to a body json cannot parse at all (nesting too deep, an integer
+            # too long, bytes that are not UTF-8): the same problem as malformed JSON.
+            return answer(request, Problem(ErrorCode.VALIDATION_FAILED, {"body": MALFORMED_JSON}))
         code = _HTTP_TO_CODE.get(exc.status_code)
         if code is None:
             code = (

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rendio.platform import metrics
@@ -24,6 +25,8 @@ log = structlog.get_logger("rendio.http")
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Probes are answered even when busy: a load balancer must not take a busy process for dead.
+_ALWAYS_SERVED = {"/health", "/ready", "/metrics"}
 
 
 class BodyTooLarge(Exception):
@@ -47,9 +50,13 @@ def _is_json(content_type: str | None) -> bool:
 class RequestMiddleware:
     """Request id, body guards, the last line of defence, one access-log line and metrics."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, renderers: Renderers) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, max_in_flight: int, renderers: Renderers
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.renderers = renderers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,12 +81,21 @@ class RequestMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        counted = scope.get("path") not in _ALWAYS_SERVED
+        if counted:
+            self.in_flight += 1
         try:
             refusal = self._refuse_body(scope)
+            if counted and self.in_flight > self.max_in_flight:
+                refusal = self._answer(
+                    scope, Problem(ErrorCode.UNAVAILABLE, {"reason": "busy"}, {"Retry-After": "1"})
+                )
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._capped(receive), send_with_id)
+        except ClientDisconnect:
+            return  # the client left (or the server cut a body that was too slow)
         except BodyTooLarge:
             if status_holder["started"]:
                 raise
@@ -92,6 +108,8 @@ class RequestMiddleware:
             response = self._answer(scope, Problem(ErrorCode.INTERNAL_ERROR))
             await response(scope, receive, send_with_id)
         finally:
+            if counted:
+                self.in_flight -= 1
             self._record(scope, request_id, int(status_holder["status"]), started)
 
     def _answer(self, scope: Scope, problem: Problem) -> ASGIApp:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
 from rendio.platform import metrics
-from rendio.platform.errors import DatabaseError
+from rendio.platform.errors import DatabaseError, Unavailable
 from rendio.platform.services import CoreServices, services_of
 
 router = APIRouter(tags=["operations"])
@@ -15,20 +15,25 @@ router = APIRouter(tags=["operations"])
 _PING = text("SELECT 1")
 
 
-@router.get("/health")
+# HEAD too: load balancers probe with it.
+@router.api_route("/health", methods=["GET", "HEAD"])
 async def health() -> dict[str, str]:
     """Liveness: the process is up and serving."""
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.api_route("/ready", methods=["GET", "HEAD"])
 async def ready(request: Request) -> dict[str, str]:
-    """Readiness: the database answers."""
+    """Readiness: the database answers and no part of the process (its worker) is down."""
+    services = services_of(request.app.state, CoreServices)
     try:
-        async with services_of(request.app.state, CoreServices).engine.connect() as conn:
+        async with services.engine.connect() as conn:
             await conn.execute(_PING)
     except Exception:
         raise DatabaseError({"check": "database"}) from None
+    problems = services.health.problems()
+    if problems:
+        raise Unavailable({"check": "components", "down": problems})
     return {"status": "ready"}
 
 

@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rendio.config import Settings
+from rendio.platform.health import Health
 from rendio.platform.storage import Storage
 
 
@@ -29,6 +30,8 @@ class CoreServices:
     storage: Storage
     # Signs the service's own tokens and media links.
     secret: str
+    # The state of the process's long-running parts, for /ready.
+    health: Health
 
 
 Slice = TypeVar("Slice", bound=CoreServices)

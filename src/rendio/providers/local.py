@@ -1,9 +1,13 @@
 """The `local` provider: renders on this machine (PyAV), so the product works offline.
 
 It behaves like a remote provider: `submit` starts a render in a thread and returns at once,
-`poll` reports progress and, at the end, the file. A render lost with its process (a crash, a
-restart, another worker polling) is simply started again: rendering is deterministic and the
-output is renamed into place atomically.
+`poll` reports progress and, at the end, the file. Its state lives in the job's scratch folder,
+not in process memory, so any worker sharing the data dir can poll a job another submitted:
+* `render.lock` is held (an exclusive `flock`) by whichever process is rendering; the kernel
+  releases it when that process dies, however it dies;
+* `progress` holds the percentage done; `video.mp4` appears, renamed into place, when done.
+A poll that finds no output and no render holding the lock starts the render itself (a render
+lost with its process); rendering is deterministic, so a repeat gives the same video.
 
 Model options (`options` in the catalog) make it misbehave on purpose, so every failure path
 can be driven end to end:
@@ -18,29 +22,47 @@ can be driven end to end:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 from rendio.providers.base import GenerationRequest, PollResult, ProviderError
 from rendio.providers.local_render import RenderSpec, frame_size, render_video
 
 OUTPUT_NAME = "video.mp4"
+_LOCK_NAME = "render.lock"
+_PROGRESS_NAME = "progress"
 
 
-@dataclass
-class _Render:
-    progress: int = 0
-    task: asyncio.Future[None] | None = field(default=None, repr=False)
+def _read_progress(workdir: Path) -> int:
+    try:
+        return int((workdir / _PROGRESS_NAME).read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _try_lock(workdir: Path) -> IO[bytes] | None:
+    """The render lock of a job, if nobody holds it (None: a render is running elsewhere)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    handle = (workdir / _LOCK_NAME).open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 class LocalProvider:
     name = "local"
 
     def __init__(self, max_parallel: int = 2) -> None:
-        self._renders: dict[str, _Render] = {}
+        self._renders: dict[str, asyncio.Future[None]] = {}
         self._submits: Counter[str] = Counter()
         # Renders are CPU-bound: a pool of their own keeps them from starving the default
         # executor (thumbnails, file copies) and bounds how many run at once.
@@ -59,29 +81,40 @@ class LocalProvider:
             request.options.get("flaky_failures", 1)
         ):
             raise ProviderError("the local renderer hiccupped", retryable=True)
+        self._submits.pop(key, None)
         if simulate not in ("hang", "fail"):
-            self._start(key, request)
+            self._start_unless_running(key, request)
         return key
 
-    def _start(self, key: str, request: GenerationRequest) -> None:
+    def _start_unless_running(self, key: str, request: GenerationRequest) -> bool:
+        """Start rendering here unless a render of this job runs (here or in another process)."""
+        if key in self._renders:
+            return False
+        lock = _try_lock(request.workdir)
+        if lock is None:
+            return False
+        if (request.workdir / OUTPUT_NAME).is_file():  # finished while we looked
+            lock.close()
+            return False
         width, height = frame_size(request.aspect_ratio, request.resolution)
         spec = RenderSpec(request.prompt, request.duration, width, height)
         delay = float(request.options.get("delay_seconds", 0))
-        state = _Render()
+        workdir = request.workdir
 
         def progress(percent: int) -> None:
-            state.progress = percent
+            (workdir / _PROGRESS_NAME).write_text(str(percent))
             if delay:
                 time.sleep(delay / max(1, request.duration))
 
         def render() -> None:
-            request.workdir.mkdir(parents=True, exist_ok=True)
-            partial = request.workdir / f"{OUTPUT_NAME}.{os.getpid()}.partial"
-            render_video(spec, partial, progress)
-            partial.replace(request.workdir / OUTPUT_NAME)
+            with lock:  # released when the render ends, or with the process
+                partial = workdir / f"{OUTPUT_NAME}.{os.getpid()}.partial"
+                render_video(spec, partial, progress)
+                partial.replace(workdir / OUTPUT_NAME)
 
-        state.task = asyncio.get_running_loop().run_in_executor(self._pool, render)
-        self._renders[key] = state
+        task = asyncio.get_running_loop().run_in_executor(self._pool, render)
+        self._renders[key] = task
+        return True
 
     async def poll(self, provider_job_id: str, request: GenerationRequest) -> PollResult:
         simulate = request.options.get("simulate")
@@ -89,23 +122,30 @@ class LocalProvider:
             return PollResult("running", progress=0)
         if simulate == "fail":
             return PollResult("failed", error="the local renderer was asked to fail")
+        task = self._renders.get(provider_job_id)
+        if task is not None and task.done():
+            self._renders.pop(provider_job_id, None)
+            error = task.exception()
+            if error is not None:
+                return PollResult("failed", error=f"render failed: {type(error).__name__}")
         output = request.workdir / OUTPUT_NAME
-        state = self._renders.get(provider_job_id)
-        if state is None:
-            if output.is_file():
-                return PollResult("completed", progress=100, video=output)
-            self._start(provider_job_id, request)  # lost with another process: render again
-            return PollResult("running", progress=0)
-        if state.task is None or not state.task.done():
-            return PollResult("running", progress=state.progress)
-        self._renders.pop(provider_job_id, None)
-        self._submits.pop(provider_job_id, None)
-        error = state.task.exception()
-        if error is not None:
-            return PollResult("failed", error=f"render failed: {type(error).__name__}")
-        return PollResult("completed", progress=100, video=output)
+        if output.is_file():
+            return PollResult("completed", progress=100, video=output)
+        if task is None or task.done():
+            # Nobody here renders it: another process does (it holds the lock), or the
+            # render was lost with its process and starts again here.
+            self._start_unless_running(provider_job_id, request)
+        return PollResult("running", progress=_read_progress(request.workdir))
 
     async def cancel(self, provider_job_id: str, request: GenerationRequest) -> None:
-        # A thread cannot be interrupted; forgetting it lets its output be ignored.
-        self._renders.pop(provider_job_id, None)
-        self._submits.pop(provider_job_id, None)
+        # A thread cannot be interrupted; forgetting it lets its output be ignored (its scratch
+        # folder goes with the job, and a render that finds it gone just fails).
+        task = self._renders.pop(provider_job_id, None)
+        if task is not None:
+            task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Collect a forgotten render's outcome so that its failure is not logged as unhandled."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        task.exception()
