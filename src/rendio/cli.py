@@ -58,9 +58,14 @@ def _settings(data_dir: Path | None, **overrides: object) -> Settings:
         _fail(f"invalid settings: {error}")
 
 
-def _exit_on_sigterm() -> None:
-    """Turn SIGTERM into a normal exit so exit hooks run (the embedded server stops cleanly)."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+def _exit_on_sigterm(code: int = 128 + signal.SIGTERM) -> None:
+    """Turn SIGTERM into a normal exit so exit hooks run (the embedded server stops cleanly).
+
+    A one-shot command stopped this way did not finish, and says so (143); for `serve`, SIGTERM
+    is how it is asked to stop, so a clean stop is a success (0): supervisors, and `make run`,
+    then report no error.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(code))
 
 
 def _database(settings: Settings, *, migrate: bool = True) -> str:
@@ -120,7 +125,7 @@ def serve(
     settings = _settings(data_dir, **overrides)
     configure_logging(settings.log_level, settings.log_format)
     # uvicorn re-raises SIGTERM after its graceful shutdown; this makes that a normal exit.
-    _exit_on_sigterm()
+    _exit_on_sigterm(0)
     url = _database(settings)
     try:
         application = create_app(settings, url, run_worker=not no_worker)

