@@ -15,14 +15,16 @@ router = APIRouter(tags=["operations"])
 _PING = text("SELECT 1")
 
 
-# HEAD too: load balancers probe with it.
-@router.api_route("/health", methods=["GET", "HEAD"])
+# HEAD too: load balancers probe with it. (One route per method: each gets its own id.)
+@router.get("/health")
+@router.head("/health")
 async def health() -> dict[str, str]:
     """Liveness: the process is up and serving."""
     return {"status": "ok"}
 
 
-@router.api_route("/ready", methods=["GET", "HEAD"])
+@router.get("/ready")
+@router.head("/ready")
 async def ready(request: Request) -> dict[str, str]:
     """Readiness: the database answers and no part of the process (its worker) is down."""
     services = services_of(request.app.state, CoreServices)
