@@ -234,3 +234,41 @@ async def test_every_operation_has_a_stable_unique_id(http: httpx.AsyncClient) -
         "get_get_video_status"
     )
     assert spec["paths"]["/auth/v1/token"]["post"]["operationId"] == "post_token"
+
+
+async def test_requests_past_the_in_flight_cap_get_a_503_envelope() -> None:
+    """Past RENDIO_MAX_IN_FLIGHT the app answers at once (ERR_6004, Retry-After) instead of
+    queueing work; probes are always served."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from rendio.platform.http import Renderers
+    from rendio.platform.middleware import RequestMiddleware
+
+    release = asyncio.Event()
+
+    async def slow(request: object) -> PlainTextResponse:
+        await release.wait()
+        return PlainTextResponse("done")
+
+    async def health(request: object) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    inner = Starlette(routes=[Route("/slow", slow), Route("/health", health)])
+    app = RequestMiddleware(inner, max_body_bytes=1000, max_in_flight=1, renderers=Renderers({}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        first = asyncio.create_task(http.get("/slow"))
+        while app.in_flight == 0:
+            await asyncio.sleep(0.01)
+        busy = await http.get("/slow")
+        assert busy.status_code == 503
+        assert busy.json()["error"]["code"] == "ERR_6004"
+        assert busy.headers["retry-after"] == "1"
+        assert (await http.get("/health")).status_code == 200
+        release.set()
+        assert (await first).status_code == 200
+    assert app.in_flight == 0

@@ -141,10 +141,10 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             self._cancel_timers()
             if self.transport.is_closing():
                 return
+            # The app, if it is serving this request, sees the client disconnect (uvicorn marks
+            # the request when the connection is lost) and its answer is dropped.
             cycle: RequestResponseCycle | None = self.cycle  # None before the first request
             if cycle is None or not cycle.response_started:
-                if cycle is not None:
-                    cycle.response_complete = True  # the app's own answer is dropped
                 self.transport.write(refusal(code, details))
             client = get_remote_addr(self.transport)
             self.logger.info("connection refused: %s from %s", code.value, client)
