@@ -69,7 +69,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         finally:
             if worker is not None:
                 worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # A worker that died has been reported to /ready already.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await worker
             await queue.close_async()
             await services.aclose()

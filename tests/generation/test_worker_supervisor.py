@@ -58,3 +58,31 @@ async def test_a_worker_failing_for_another_reason_gives_up_and_is_not_ready(
         await run_worker(queue, services)  # type: ignore[arg-type]  # a stand-in for App
     assert len(queue.runs) == 5
     assert "a bug" in services.health.problems()["worker"]
+
+
+async def test_ready_answers_503_when_the_in_process_worker_is_gone(
+    settings: Settings, monkeypatch: Any
+) -> None:
+    """`rendio serve` keeps answering /health, but /ready tells a load balancer (and an
+    operator) that this process no longer runs background work."""
+    import asyncio
+
+    from rendio import app as app_module
+    from tests.helpers.clients import open_client
+
+    async def dies_at_once(queue: Any, services: Any) -> None:
+        await asyncio.sleep(0)
+        raise WorkerGaveUp("a bug, five times")
+
+    monkeypatch.setattr(app_module, "worker_loop", dies_at_once)
+    application = app_module.create_app(settings, settings.database_url or "", run_worker=True)
+    async for client in open_client(application):
+        for _ in range(100):
+            ready = await client.get("/ready")
+            if ready.status_code != 200:
+                break
+            await asyncio.sleep(0.01)
+        assert ready.status_code == 503
+        assert ready.json()["error"]["code"] == "ERR_6004"
+        assert "worker" in ready.json()["error"]["details"]["down"]
+        assert (await client.get("/health")).status_code == 200
