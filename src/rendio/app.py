@@ -18,6 +18,7 @@ from rendio.config import Settings
 from rendio.credits.endpoints import router as credits_router
 from rendio.credits.endpoints import webhooks as credits_webhooks
 from rendio.generation.endpoints import router as generation_router
+from rendio.history.endpoints import router as history_router
 from rendio.identity import gotrue
 from rendio.identity.auth_endpoints import router as auth_router
 from rendio.identity.dependencies import require_apikey, require_auth_apikey
@@ -102,6 +103,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     app.include_router(credits_router, dependencies=functions_gate)
     app.include_router(credits_webhooks)
     app.include_router(generation_router, dependencies=functions_gate)
+    app.include_router(history_router, dependencies=functions_gate)
     app.include_router(media_router)
     app.include_router(auth_router, dependencies=[Depends(require_auth_apikey)])
     app.add_middleware(

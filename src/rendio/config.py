@@ -138,6 +138,18 @@ class Settings(BaseSettings):
     poll_initial: float = Field(default=1.0, gt=0, le=60)
     poll_max: float = Field(default=15.0, gt=0, le=600)
 
+    media_retention_days: float = Field(
+        default=7, gt=0, le=36_500, description="Days stored videos and thumbnails are kept."
+    )
+    deleted_job_retention_days: float = Field(
+        default=7, gt=0, le=36_500, description="Days a soft-deleted job can be restored."
+    )
+    log_retention_days: float = Field(
+        default=30, gt=0, le=36_500, description="Days webhook deliveries and errors are kept."
+    )
+    retention_batch: int = Field(default=500, ge=1, le=100_000)
+    retention_max_batches: int = Field(default=100, ge=1, le=100_000)
+
     fal_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
     runway_api_key: SecretStr | None = None

@@ -19,7 +19,9 @@ from rendio.config import Settings
 from rendio.generation.jobs import ADVANCE_TASK, JOB_ENDED_TASK, JobEnded, JobStatus
 from rendio.generation.runner import advance_job
 from rendio.generation.sweeper import sweep
+from rendio.history.retention import expire_media, purge_deleted_jobs
 from rendio.platform.idempotency import purge_expired
+from rendio.platform.retention import purge_logs
 from rendio.platform.services import services_of
 from rendio.services import Services
 
@@ -71,5 +73,13 @@ def registration(
         app.task(name=JOB_ENDED_TASK, pass_context=True, retry=_RETRY)(
             _job_ended(job_ended_handlers)
         )
+        # Retention, hourly; each safe to run twice or on several workers at once.
+        for name, minute, function in (
+            ("history:expire_media", 7, expire_media),
+            ("history:purge_deleted_jobs", 17, purge_deleted_jobs),
+            ("maintenance:purge_logs", 27, purge_logs),
+        ):
+            task = app.task(name=name, pass_context=True, queueing_lock=name)(function)
+            app.periodic(cron=f"{minute} * * * *")(task)
 
     return register

@@ -8,20 +8,20 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from rendio.generation import jobs
+from rendio.generation.links import MediaLinks
 from rendio.generation.schemas import (
     GenerateIn,
     GenerateOut,
-    JobError,
     VideoStatusIn,
     VideoStatusOut,
+    job_error,
 )
 from rendio.generation.service import start_generation
 from rendio.generation.services import GenerationDeps, GenerationServices
 from rendio.identity.dependencies import CurrentUser
-from rendio.platform import i18n, idempotency
+from rendio.platform import idempotency
 from rendio.platform.db import Session
 from rendio.platform.errors import Forbidden, NotFound, ValidationFailed
-from rendio.platform.storage import signed_url
 
 router = APIRouter(prefix="/functions/v1", tags=["generation"])
 OPERATION = "generate-video"
@@ -63,10 +63,6 @@ async def generate_video(
     return JSONResponse(answer.body, status_code=answer.status_code)
 
 
-def _media_base(request: Request, services: GenerationServices) -> str:
-    return services.settings.public_url or str(request.base_url)
-
-
 @router.get("/get-video-status", response_model=VideoStatusOut)
 async def get_video_status(
     request: Request,
@@ -106,16 +102,8 @@ async def _status(
     row = await jobs.status_of(session, job_id, caller.user.id)
     if row is None:
         raise NotFound({"job_id": str(job_id)})
-    base = _media_base(request, services)
-    lifetime = services.settings.media_url_lifetime
-
-    def link(key: str | None) -> str | None:
-        return signed_url(base, services.secret, key, lifetime) if key else None
-
-    error = None
-    if row.error_code:
-        language = i18n.negotiate(request.headers.get("accept-language"))
-        error = JobError(code=row.error_code, message=i18n.message(row.error_code, language, {}))
+    link = MediaLinks(request, services)
+    error = job_error(row.error_code, request.headers.get("accept-language"))
     return VideoStatusOut(
         job_id=row.job_id,
         status=row.status,
@@ -126,4 +114,5 @@ async def _status(
         error=error,
         created_at=row.created_at,
         completed_at=row.completed_at,
+        media_expired=row.media_expired_at is not None,
     )

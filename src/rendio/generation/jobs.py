@@ -109,8 +109,50 @@ _FAIL = text(
 )
 _STATUS = text(
     "SELECT job_id, status, progress, video_url, thumbnail_url, credits_used, error_code, "
-    "created_at, completed_at FROM video_jobs "
+    "created_at, completed_at, media_expired_at FROM video_jobs "
     "WHERE job_id = :job_id AND user_id = :user_id AND deleted_at IS NULL"
+)
+# A page of a user's history, newest first, after a (created_at, job_id) keyset position. The
+# two partial indexes (active, deleted) serve it whatever the table's size: the planner walks
+# the user's index range from the position and stops after `limit` rows.
+_PAGE = """
+    SELECT j.job_id, j.status, j.progress, j.prompt, j.model_id, m.name AS model_name,
+           j.video_url, j.thumbnail_url, j.credits_used, j.error_code, j.created_at,
+           j.completed_at, j.deleted_at, j.media_expired_at
+    FROM video_jobs j JOIN models m ON m.id = j.model_id
+    WHERE j.user_id = :user_id AND j.deleted_at IS {deleted}
+      AND (CAST(:status AS text) IS NULL OR j.status = :status)
+      AND (CAST(:after_created AS timestamptz) IS NULL
+           OR (j.created_at, j.job_id) < (:after_created, :after_job))
+    ORDER BY j.created_at DESC, j.job_id DESC
+    LIMIT :limit
+"""
+_PAGE_ACTIVE = text(_PAGE.format(deleted="NULL"))
+_PAGE_DELETED = text(_PAGE.format(deleted="NOT NULL"))
+# Soft delete keeps the first deletion time; restore clears it. Both answer whether the job is
+# the user's, so repeating either is harmless.
+_SET_DELETED = text(
+    "UPDATE video_jobs SET deleted_at = CASE WHEN :deleted THEN COALESCE(deleted_at, now()) "
+    "ELSE NULL END, updated_at = now() "
+    "WHERE job_id = :job_id AND user_id = :user_id RETURNING job_id"
+)
+# Retention takes rows a batch at a time and skips rows another worker holds, so passes on
+# several workers share the work and none waits.
+_CLAIM_EXPIRED_MEDIA = text(
+    "SELECT job_id, video_url, thumbnail_url FROM video_jobs "
+    "WHERE (video_url IS NOT NULL OR thumbnail_url IS NOT NULL) "
+    "AND completed_at < now() - make_interval(secs => :age) "
+    "ORDER BY completed_at LIMIT :batch FOR UPDATE SKIP LOCKED"
+)
+_MARK_MEDIA_EXPIRED = text(
+    "UPDATE video_jobs SET video_url = NULL, thumbnail_url = NULL, media_expired_at = now(), "
+    "updated_at = now() WHERE job_id = ANY(:ids)"
+)
+_PURGE_DELETED = text(
+    "DELETE FROM video_jobs WHERE job_id IN ("
+    "  SELECT job_id FROM video_jobs WHERE deleted_at < now() - make_interval(secs => :age) "
+    "  ORDER BY deleted_at LIMIT :batch FOR UPDATE SKIP LOCKED"
+    ") RETURNING video_url, thumbnail_url"
 )
 _OVERDUE = text(
     "SELECT job_id FROM video_jobs WHERE status IN ('pending', 'processing') "
@@ -242,6 +284,71 @@ async def _publish(session: AsyncSession, event: JobEnded) -> None:
 async def status_of(session: AsyncSession, job_id: uuid.UUID, user_id: uuid.UUID) -> Any:
     """The caller's job as get-video-status shows it, or None (not theirs, deleted, unknown)."""
     return (await session.execute(_STATUS, {"job_id": job_id, "user_id": user_id})).one_or_none()
+
+
+async def page(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    deleted: bool,
+    status: JobStatus | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Any]:
+    """Up to `limit` of the user's jobs (soft-deleted ones, or the others), newest first,
+    strictly after the keyset position `after`."""
+    statement = _PAGE_DELETED if deleted else _PAGE_ACTIVE
+    created, job = after if after is not None else (None, None)
+    rows = await session.execute(
+        statement,
+        {
+            "user_id": user_id,
+            "status": status.value if status else None,
+            "after_created": created,
+            "after_job": job,
+            "limit": limit,
+        },
+    )
+    return list(rows)
+
+
+async def set_deleted(
+    session: AsyncSession, job_id: uuid.UUID, user_id: uuid.UUID, *, deleted: bool
+) -> bool:
+    """Soft-delete (or restore) the user's job; False if the user has no such job."""
+    done = await session.execute(
+        _SET_DELETED, {"job_id": job_id, "user_id": user_id, "deleted": deleted}
+    )
+    return done.one_or_none() is not None
+
+
+async def expire_media(
+    session: AsyncSession, older_than_seconds: float, batch: int
+) -> tuple[list[uuid.UUID], list[str]]:
+    """Claim (row-locked, skipping rows others hold) up to `batch` completed jobs whose files
+    are older than the window: their ids and storage keys. The caller deletes the files, then
+    `mark_media_expired` in the same transaction."""
+    rows = (
+        await session.execute(_CLAIM_EXPIRED_MEDIA, {"age": older_than_seconds, "batch": batch})
+    ).all()
+    keys = [key for row in rows for key in (row.video_url, row.thumbnail_url) if key]
+    return [row.job_id for row in rows], keys
+
+
+async def mark_media_expired(session: AsyncSession, job_ids: list[uuid.UUID]) -> None:
+    await session.execute(_MARK_MEDIA_EXPIRED, {"ids": job_ids})
+
+
+async def purge_deleted(
+    session: AsyncSession, older_than_seconds: float, batch: int
+) -> tuple[int, list[str]]:
+    """Delete up to `batch` jobs soft-deleted longer ago than the window; return how many, and
+    their storage keys for the caller to remove once this commits. Ledger rows stay (their
+    `job_id` becomes NULL)."""
+    rows = (
+        await session.execute(_PURGE_DELETED, {"age": older_than_seconds, "batch": batch})
+    ).all()
+    return len(rows), [key for row in rows for key in row if key]
 
 
 async def overdue(session: AsyncSession, grace_seconds: float) -> list[uuid.UUID]:

@@ -52,6 +52,18 @@ class VideoJob(Timestamps, Base):
             postgresql_where=text("status IN ('pending', 'processing')"),
         ),
         Index(None, "provider_job_id"),
+        # Retention: completed jobs whose files are still stored, oldest first.
+        Index(
+            "ix_video_jobs_media_stored",
+            "completed_at",
+            postgresql_where=text("video_url IS NOT NULL OR thumbnail_url IS NOT NULL"),
+        ),
+        # Retention: soft-deleted jobs, oldest deletion first.
+        Index(
+            "ix_video_jobs_deleted_at",
+            "deleted_at",
+            postgresql_where=text("deleted_at IS NOT NULL"),
+        ),
     )
 
     job_id: Mapped[uuid.UUID] = mapped_column(
@@ -74,3 +86,5 @@ class VideoJob(Timestamps, Base):
     deadline_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    # When retention removed the stored video and thumbnail (the row, the history, stay).
+    media_expired_at: Mapped[datetime | None]

@@ -8,6 +8,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from rendio.platform import i18n
+
 MAX_PROMPT = 2000
 
 
@@ -61,6 +63,17 @@ class VideoStatusOut(BaseModel):
     error: JobError | None
     created_at: datetime
     completed_at: datetime | None
+    media_expired: bool = Field(
+        description="Retention removed the video and thumbnail (links are then null)."
+    )
+
+
+def job_error(code: str | None, accept_language: str | None) -> JobError | None:
+    """A job's error code with its message in the client's language (chosen at read time)."""
+    if not code:
+        return None
+    language = i18n.negotiate(accept_language)
+    return JobError(code=code, message=i18n.message(code, language, {}))
 
 
 def clean_prompt(prompt: str) -> str | None:

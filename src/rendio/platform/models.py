@@ -18,7 +18,7 @@ class WebhookDelivery(Base):
     """One inbound callback; (source, delivery_id) unique so a redelivery is handled once."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (UniqueConstraint("source", "delivery_id"),)
+    __table_args__ = (UniqueConstraint("source", "delivery_id"), Index(None, "received_at"))
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     source: Mapped[str] = mapped_column(String(32))
