@@ -29,6 +29,7 @@ from rendio.platform.media import router as media_router
 from rendio.platform.middleware import RequestMiddleware
 from rendio.platform.ops import router as ops_router
 from rendio.platform.queue import create_queue
+from rendio.push.endpoints import router as push_router
 from rendio.services import build_services
 from rendio.tasks import registration
 from rendio.worker import COMPONENT as WORKER
@@ -104,6 +105,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     app.include_router(credits_webhooks)
     app.include_router(generation_router, dependencies=functions_gate)
     app.include_router(history_router, dependencies=functions_gate)
+    app.include_router(push_router, dependencies=functions_gate)
     app.include_router(media_router)
     app.include_router(auth_router, dependencies=[Depends(require_auth_apikey)])
     app.add_middleware(

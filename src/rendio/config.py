@@ -138,6 +138,19 @@ class Settings(BaseSettings):
     poll_initial: float = Field(default=1.0, gt=0, le=60)
     poll_max: float = Field(default=15.0, gt=0, le=600)
 
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_private_key: SecretStr | None = Field(
+        default=None, description="The APNs .p8 key's PEM text (ES256)."
+    )
+    apns_topic: str | None = Field(default=None, description="The app's bundle id.")
+    apns_url: str | None = Field(
+        default=None,
+        description="Another APNs host (a fake in tests; http:// speaks HTTP/2 without TLS).",
+    )
+    apns_timeout: float = Field(default=10.0, gt=0, le=120)
+    push_attempts: int = Field(default=5, ge=1, le=20)
+
     media_retention_days: float = Field(
         default=7, gt=0, le=36_500, description="Days stored videos and thumbnails are kept."
     )
@@ -176,6 +189,19 @@ class Settings(BaseSettings):
                 names = ", ".join(ENV_PREFIX + name.upper() for name in missing)
                 raise ValueError(f"RENDIO_DEVICE_VERIFIER=apple needs {names}")
         return self
+
+    @model_validator(mode="after")
+    def _require_all_apns_settings(self) -> Settings:
+        names = ("apns_key_id", "apns_team_id", "apns_private_key", "apns_topic")
+        given = [name for name in names if getattr(self, name) is not None]
+        if given and len(given) != len(names):
+            missing = ", ".join(ENV_PREFIX + n.upper() for n in names if n not in given)
+            raise ValueError(f"push needs every APNs setting; missing {missing}")
+        return self
+
+    @property
+    def push_configured(self) -> bool:
+        return self.apns_key_id is not None
 
     @model_validator(mode="after")
     def _require_app_apple_id_for_production(self) -> Settings:

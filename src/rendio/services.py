@@ -24,12 +24,16 @@ from rendio.platform.db import create_engine, session_factory
 from rendio.platform.health import Health
 from rendio.platform.storage import LocalStorage
 from rendio.providers.registry import build_providers, offered_providers
+from rendio.push.apns import ApnsClient
+from rendio.push.services import PushServices
 
 
 @dataclass(frozen=True)
-class Services(GenerationServices, CreditsServices, IdentityServices):
+class Services(PushServices, GenerationServices, CreditsServices, IdentityServices):
     async def aclose(self) -> None:
         await self.device_verifier.aclose()
+        if self.apns is not None:
+            await self.apns.aclose()
         await self.engine.dispose()
 
 
@@ -62,4 +66,5 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
         appstore=appstore,
         offered_providers=frozenset(offered_providers(settings)),
         providers=build_providers(settings),
+        apns=ApnsClient(settings) if settings.push_configured else None,
     )

@@ -9,12 +9,13 @@ from rendio.catalog.importer import seed_defaults
 from rendio.catalog.models import VideoModel
 from rendio.credits.models import Purchase
 from rendio.generation.models import VideoJob
-from rendio.identity.models import AuthSession, DeviceBits, PushToken, RefreshToken, User
+from rendio.identity.models import AuthSession, DeviceBits, RefreshToken, User
 from rendio.ledger.models import LedgerEntry
 from rendio.platform import migrate
 from rendio.platform.db import Base
 from rendio.platform.models import ErrorLog, IdempotencyKey, WebhookDelivery
 from rendio.platform.queue import ensure_queue_schema
+from rendio.push.models import PushDelivery, PushToken
 
 metadata = Base.metadata
 MIGRATIONS = Path(rendio.migrations.__file__).parent
@@ -42,6 +43,7 @@ __all__ = [
     "IdempotencyKey",
     "LedgerEntry",
     "Purchase",
+    "PushDelivery",
     "PushToken",
     "RefreshToken",
     "User",

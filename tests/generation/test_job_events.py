@@ -38,7 +38,10 @@ async def test_an_ending_is_published_once_and_only_when_it_commits(
     assert await jobs.fail(db, job_id, ErrorCode.PROVIDER_REJECTED, "first")
     assert not await jobs.fail(db, job_id, ErrorCode.PROVIDER_TIMEOUT, "second")
     await db.commit()
-    assert await events(db) == [{"job_id": str(job_id), "status": "failed"}]
+    [event] = await events(db)
+    assert event["job_id"] == str(job_id)
+    assert (event["status"], event["provider"]) == ("failed", "local")
+    assert event["seconds"] >= 0
 
 
 async def test_the_worker_runs_the_handlers_of_each_ending(
@@ -46,7 +49,7 @@ async def test_the_worker_runs_the_handlers_of_each_ending(
 ) -> None:
     """The composition root's handlers run in the worker: the metric counts the ending and the
     event task succeeds."""
-    before = tasks.JOBS_ENDED.labels("completed")._value.get()
+    before = tasks.JOBS_ENDED.labels("completed", "local")._value.get()
     headers = (await guest(worker_client)).headers
     job_id = (await generate(worker_client, headers)).json()["job_id"]
     assert (await wait_for_end(worker_client, headers, job_id))["status"] == "completed"
@@ -61,7 +64,7 @@ async def test_the_worker_runs_the_handlers_of_each_ending(
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the job_ended task did not succeed")
-    assert tasks.JOBS_ENDED.labels("completed")._value.get() == before + 1
+    assert tasks.JOBS_ENDED.labels("completed", "local")._value.get() == before + 1
 
 
 async def test_every_handler_hears_the_event(worker_client: httpx.AsyncClient) -> None:
@@ -76,6 +79,6 @@ async def test_every_handler_hears_the_event(worker_client: httpx.AsyncClient) -
     fan_out = tasks._job_ended([handler("push"), handler("metrics")])
     context = SimpleNamespace(additional_context={"services": app_of(worker_client).state.services})
     job_id = uuid.uuid4()
-    await fan_out(context, job_id=str(job_id), status="failed")
-    event = JobEnded(job_id, JobStatus.FAILED)
+    await fan_out(context, job_id=str(job_id), status="failed", provider="local", seconds=2.5)
+    event = JobEnded(job_id, JobStatus.FAILED, "local", 2.5)
     assert heard == [("push", event), ("metrics", event)]

@@ -16,6 +16,7 @@ from rendio.identity import service as identity
 from rendio.identity.sessions import revoke_sessions
 from rendio.ledger import service as ledger
 from rendio.ledger.service import Reason
+from rendio.push import service as push
 
 Reassign = Callable[[AsyncSession, uuid.UUID, uuid.UUID], Awaitable[None]]
 DeleteOwned = Callable[[AsyncSession, uuid.UUID], Awaitable[list[str]]]
@@ -24,7 +25,7 @@ DeleteOwned = Callable[[AsyncSession, uuid.UUID], Awaitable[list[str]]]
 REASSIGN: tuple[Reassign, ...] = (
     jobs.reassign_owner,
     purchases.reassign_owner,
-    identity.reassign_owner,
+    push.reassign_owner,
 )
 # What must be collected before an account's rows go (the rows go by ON DELETE): storage keys.
 DELETE_OWNED: tuple[DeleteOwned, ...] = (jobs.delete_owned,)

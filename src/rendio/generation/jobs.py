@@ -52,9 +52,21 @@ class JobEnded:
 
     job_id: uuid.UUID
     status: JobStatus
+    provider: str
+    # From the job's creation to its ending.
+    seconds: float
 
-    def as_args(self) -> dict[str, str]:
-        return {"job_id": str(self.job_id), "status": self.status.value}
+    def as_args(self) -> dict[str, Any]:
+        return {
+            "job_id": str(self.job_id),
+            "status": self.status.value,
+            "provider": self.provider,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def of_args(cls, job_id: str, status: str, provider: str, seconds: float) -> JobEnded:
+        return cls(uuid.UUID(job_id), JobStatus(status), provider, float(seconds))
 
 
 @dataclass(frozen=True)
@@ -99,13 +111,14 @@ _PROGRESS = text(
 _COMPLETE = text(
     "UPDATE video_jobs SET status = 'completed', progress = 100, video_url = :video, "
     "thumbnail_url = :thumbnail, completed_at = now(), updated_at = now() "
-    "WHERE job_id = :job_id AND status = 'processing' RETURNING job_id"
+    "WHERE job_id = :job_id AND status = 'processing' "
+    "RETURNING provider, EXTRACT(EPOCH FROM now() - created_at) AS seconds"
 )
 _FAIL = text(
     "UPDATE video_jobs SET status = 'failed', error_code = :code, "
     "error_message = :message, completed_at = now(), updated_at = now() "
     "WHERE job_id = :job_id AND status IN ('pending', 'processing') "
-    "RETURNING user_id, credits_used"
+    "RETURNING user_id, credits_used, provider, EXTRACT(EPOCH FROM now() - created_at) AS seconds"
 )
 _STATUS = text(
     "SELECT job_id, status, progress, video_url, thumbnail_url, credits_used, error_code, "
@@ -245,12 +258,15 @@ async def complete(
     session: AsyncSession, job_id: uuid.UUID, video_key: str, thumbnail_key: str
 ) -> bool:
     """Mark a processing job completed with its stored files; False if it had already ended."""
-    done = await session.execute(
-        _COMPLETE, {"job_id": job_id, "video": video_key, "thumbnail": thumbnail_key}
-    )
-    if done.one_or_none() is None:
+    done = (
+        await session.execute(
+            _COMPLETE, {"job_id": job_id, "video": video_key, "thumbnail": thumbnail_key}
+        )
+    ).one_or_none()
+    if done is None:
         return False
-    await _publish(session, JobEnded(job_id, JobStatus.COMPLETED))
+    ended = JobEnded(job_id, JobStatus.COMPLETED, done.provider, float(done.seconds))
+    await _publish(session, ended)
     return True
 
 
@@ -273,7 +289,9 @@ async def fail(session: AsyncSession, job_id: uuid.UUID, code: ErrorCode, messag
             job_id=job_id,
             details={"error_code": code.value},
         )
-    await _publish(session, JobEnded(job_id, JobStatus.FAILED))
+    await _publish(
+        session, JobEnded(job_id, JobStatus.FAILED, ended.provider, float(ended.seconds))
+    )
     return True
 
 
@@ -349,6 +367,24 @@ async def purge_deleted(
         await session.execute(_PURGE_DELETED, {"age": older_than_seconds, "batch": batch})
     ).all()
     return len(rows), [key for row in rows for key in row if key]
+
+
+@dataclass(frozen=True)
+class EndedJob:
+    user_id: uuid.UUID
+    status: JobStatus
+    credits_used: int
+
+
+_ENDED = text("SELECT user_id, status, credits_used FROM video_jobs WHERE job_id = :id")
+
+
+async def ended_job(session: AsyncSession, job_id: uuid.UUID) -> EndedJob | None:
+    """Whose job it is and how it ended (None once the job is gone)."""
+    row = (await session.execute(_ENDED, {"id": job_id})).one_or_none()
+    if row is None:
+        return None
+    return EndedJob(row.user_id, JobStatus(row.status), row.credits_used)
 
 
 async def overdue(session: AsyncSession, grace_seconds: float) -> list[uuid.UUID]:

@@ -91,16 +91,3 @@ class DeviceBits(Base):
     bit0: Mapped[bool] = mapped_column(server_default=text("false"))
     bit1: Mapped[bool] = mapped_column(server_default=text("false"))
     updated_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
-
-
-class PushToken(Timestamps, Base):
-    """An APNs device token registered by a user's app."""
-
-    __tablename__ = "push_tokens"
-    __table_args__ = (Index(None, "user_id"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    token: Mapped[str] = mapped_column(Text, unique=True)
-    environment: Mapped[str] = mapped_column(String(16), server_default="production")
-    disabled_at: Mapped[datetime | None]

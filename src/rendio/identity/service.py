@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rendio.identity.apple_signin import AppleIdentity
 from rendio.identity.devicecheck import Bits, DeviceVerifier
 from rendio.identity.gotrue import AuthApiError
-from rendio.identity.models import PushToken, User
+from rendio.identity.models import User
 from rendio.identity.services import MergeGuest
 from rendio.ledger import service as ledger
 from rendio.ledger.service import Reason
@@ -205,13 +205,6 @@ async def close_guest(
     return closed
 
 
-async def reassign_owner(session: AsyncSession, from_user: uuid.UUID, to_user: uuid.UUID) -> None:
-    """Identity's rows owned by a merged guest that follow it (push tokens)."""
-    await session.execute(
-        update(PushToken).where(PushToken.user_id == from_user).values(user_id=to_user)
-    )
-
-
 async def update_profile(
     session: AsyncSession, user: User, *, language: str | None, theme_preference: str | None
 ) -> User:
@@ -230,3 +223,12 @@ async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:
     """Delete the user row: sessions, tokens, jobs and push tokens go with it (ON DELETE
     CASCADE); ledger, audit and error rows stay with their user reference set to NULL."""
     await session.execute(delete(User).where(User.id == user_id))
+
+
+_LANGUAGE = text("SELECT language FROM users WHERE id = :id")
+
+
+async def language_of(session: AsyncSession, user_id: uuid.UUID) -> str:
+    """The user's language (en when the account is gone)."""
+    language = (await session.execute(_LANGUAGE, {"id": user_id})).scalar_one_or_none()
+    return str(language or "en")
