@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.history.retention import expire_media_once, purge_deleted_once
 from rendio.platform.retention import purge_old_rows
+from rendio.tasks import LOG_TABLES
 from tests.helpers.clients import app_of, guest
 from tests.helpers.factories import generate, wait_for_end
 
@@ -140,8 +141,8 @@ async def test_old_webhook_deliveries_and_errors_go(
     await db.commit()
     queue = app_of(client).state.queue
     first, second = await asyncio.gather(
-        purge_old_rows(queue, age_seconds=30 * 86_400, batch=2, max_batches=10),
-        purge_old_rows(queue, age_seconds=30 * 86_400, batch=2, max_batches=10),
+        purge_old_rows(queue, LOG_TABLES, age_seconds=30 * 86_400, batch=2, max_batches=10),
+        purge_old_rows(queue, LOG_TABLES, age_seconds=30 * 86_400, batch=2, max_batches=10),
     )
     assert first["webhook_deliveries"] + second["webhook_deliveries"] == 3
     assert first["error_log"] + second["error_log"] == 3
