@@ -30,7 +30,7 @@ from tests.helpers.clients import open_client
 from tests.helpers.database import create_database, drop_database
 from tests.helpers.factories import FAST_WORKER
 from tests.helpers.processes import LiveServer, service_env, start_server
-from tests.helpers.settings import SettingsFactory
+from tests.helpers.settings import GENEROUS_LIMITS, SettingsFactory
 
 EXTERNAL_URL_VARIABLE = "RENDIO_TEST_DATABASE_URL"
 
@@ -79,6 +79,7 @@ def clean_database(database_url: str) -> Iterator[str]:
 def make_settings(tmp_path: Path, clean_database: str) -> SettingsFactory:
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {"database_url": clean_database, "data_dir": tmp_path / "data"}
+        values.update(GENEROUS_LIMITS)
         values.update(overrides)
         return Settings(**values)
 

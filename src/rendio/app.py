@@ -113,5 +113,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         max_body_bytes=settings.max_body_bytes,
         max_in_flight=settings.max_in_flight,
         renderers=renderers,
+        limiter=services.limiter,
+        trusted_proxies=settings.trusted_proxies,
     )
     return app

@@ -12,7 +12,15 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from limits import parse
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "RENDIO_"
@@ -163,13 +171,59 @@ class Settings(BaseSettings):
     retention_batch: int = Field(default=500, ge=1, le=100_000)
     retention_max_batches: int = Field(default=100, ge=1, le=100_000)
 
+    redis_url: str | None = Field(
+        default=None, description="redis:// or rediss://; rate limits are shared through it."
+    )
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs of proxies whose X-Forwarded-For is believed (comma-separated).",
+    )
+    rate_limit_generate_video: str = "10/hour"
+    rate_limit_update_credits: str = "30/hour"
+    rate_limit_device_check: str = "20/hour"
+    rate_limit_signup: str = "30/hour"
+    rate_limit_token: str = "300/hour"  # noqa: S105 (a rate, not a secret)
+    rate_limit_per_ip: str = "1200/minute"
+
     fal_key: SecretStr | None = None
     openai_api_key: SecretStr | None = None
     runway_api_key: SecretStr | None = None
     replicate_api_token: SecretStr | None = None
 
     @field_validator(
-        "apple_client_ids", "appstore_environments", "appstore_root_certificates", mode="before"
+        "rate_limit_generate_video",
+        "rate_limit_update_credits",
+        "rate_limit_device_check",
+        "rate_limit_signup",
+        "rate_limit_token",
+        "rate_limit_per_ip",
+    )
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must look like 10/hour or 5 per minute") from None
+        return value
+
+    @property
+    def rate_limits(self) -> dict[str, str]:
+        """Policy name → rule, for the limiter."""
+        return {
+            "generate-video": self.rate_limit_generate_video,
+            "update-credits": self.rate_limit_update_credits,
+            "device-check": self.rate_limit_device_check,
+            "signup": self.rate_limit_signup,
+            "token": self.rate_limit_token,
+            "per-ip": self.rate_limit_per_ip,
+        }
+
+    @field_validator(
+        "apple_client_ids",
+        "appstore_environments",
+        "appstore_root_certificates",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _split_client_ids(cls, value: object) -> object:

@@ -22,6 +22,7 @@ from rendio.identity.services import IdentityServices
 from rendio.identity.sessions import Keys
 from rendio.platform.db import create_engine, session_factory
 from rendio.platform.health import Health
+from rendio.platform.ratelimit import RateLimiter
 from rendio.platform.storage import LocalStorage
 from rendio.providers.registry import build_providers, offered_providers
 from rendio.push.apns import ApnsClient
@@ -54,6 +55,7 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
         storage=LocalStorage(settings.data_dir / "media"),
         secret=secret,
         health=Health(),
+        limiter=RateLimiter(settings.rate_limits, settings.redis_url),
         keys=Keys(
             secret=secret,
             access_token_lifetime=settings.access_token_lifetime,

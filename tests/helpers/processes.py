@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.helpers.settings import GENEROUS_LIMITS
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -23,8 +25,10 @@ def rendio_command() -> list[str]:
 
 
 def service_env(**variables: str) -> dict[str, str]:
-    """The environment for a child `rendio` process: ours minus RENDIO_* settings, plus these."""
+    """The environment for a child `rendio` process: ours minus RENDIO_* settings, generous
+    rate limits (see GENEROUS_LIMITS), plus these."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RENDIO_")}
+    env.update({f"RENDIO_{name.upper()}": rule for name, rule in GENEROUS_LIMITS.items()})
     env.update(variables)
     return env
 

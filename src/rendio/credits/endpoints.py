@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from rendio.credits import purchases
 from rendio.credits.appstore import Unverifiable
@@ -40,14 +40,21 @@ async def get_products(services: CreditsDeps) -> ProductsOut:
 
 @router.post("/update-credits", response_model=UpdateCreditsOut)
 async def update_credits(
-    services: CreditsDeps, caller: CurrentUser, session: Session, body: UpdateCreditsIn
+    request: Request,
+    services: CreditsDeps,
+    caller: CurrentUser,
+    session: Session,
+    body: UpdateCreditsIn,
 ) -> UpdateCreditsOut:
     """Credit a StoreKit 2 transaction (its JWS) once; a replay answers the first result."""
+    await services.limiter.enforce(request, "update-credits", str(caller.user.id), consume=False)
     try:
         transaction = await services.appstore.transaction(body.signed_transaction)
     except Unverifiable as error:
         raise PurchaseInvalid({"reason": error.reason}) from None
     redemption = await purchases.redeem(session, caller.user.id, transaction, services.products)
+    if not redemption.already_processed:
+        await services.limiter.count(request, "update-credits", str(caller.user.id))
     return UpdateCreditsOut(
         transaction_id=redemption.transaction_id,
         credits_added=redemption.credits_added,

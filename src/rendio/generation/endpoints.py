@@ -38,6 +38,8 @@ async def generate_video(
 ) -> JSONResponse:
     """Charge for a video and queue it. Send an `Idempotency-Key`; a retry with the same key
     and body answers the first result (`X-Idempotent-Replay: true`) without a second charge."""
+    limiter, user_key = services.limiter, str(caller.user.id)
+    await limiter.enforce(request, OPERATION, user_key, consume=False)
     key = idempotency.parse_key(idempotency_key)
     if body.user_id is not None and body.user_id != caller.user.id:
         raise Forbidden({"reason": "user_id is not the caller"})
@@ -60,6 +62,7 @@ async def generate_video(
         answer=answer,
         job_id=started.job_id,
     )
+    await limiter.count(request, OPERATION, user_key)
     return JSONResponse(answer.body, status_code=answer.status_code)
 
 

@@ -35,9 +35,13 @@ router = APIRouter(prefix="/auth/v1", tags=["auth"])
 
 @router.post("/signup", response_model=GoTrueSession)
 async def signup(
-    services: IdentityDeps, session: Session, body: dict[str, Any] | None = Body(default=None)
+    request: Request,
+    services: IdentityDeps,
+    session: Session,
+    body: dict[str, Any] | None = Body(default=None),
 ) -> GoTrueSession:
     """Anonymous sign-in (no email, no phone). Email and phone sign-up are not offered."""
+    await services.limiter.enforce(request, "signup")
     form = parse(SignupIn, body)
     if form.email or form.phone or form.password:
         raise AuthApiError(
@@ -60,6 +64,7 @@ async def token(
 ) -> GoTrueSession:
     """`grant_type=refresh_token` rotates a refresh token; `grant_type=id_token` signs in
     with Apple (upgrading or merging the guest whose bearer token comes with it)."""
+    await services.limiter.enforce(request, "token")
     if grant_type == "refresh_token":
         form = parse(RefreshIn, body)
         try:

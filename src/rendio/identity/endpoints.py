@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 
 from rendio.identity import service
 from rendio.identity.dependencies import CurrentUser
@@ -24,9 +24,10 @@ router = APIRouter(prefix="/functions/v1", tags=["identity"])
 @router.post("/device-check", response_model=DeviceCheckOut)
 @router.post("/device/check", response_model=DeviceCheckOut, include_in_schema=False)
 async def device_check(
-    services: IdentityDeps, session: Session, body: DeviceCheckIn
+    request: Request, services: IdentityDeps, session: Session, body: DeviceCheckIn
 ) -> DeviceCheckOut:
     """Verify the device, find or create its guest, grant starter credits once per device."""
+    await services.limiter.enforce(request, "device-check")
     found = await service.check_device(
         session,
         services.device_verifier,

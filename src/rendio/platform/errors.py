@@ -95,6 +95,10 @@ class InvalidPrompt(AppError):
     code = ErrorCode.INVALID_PROMPT
 
 
+class RateLimited(AppError):
+    code = ErrorCode.RATE_LIMITED
+
+
 class Unauthorized(AppError):
     code = ErrorCode.UNAUTHORIZED
 

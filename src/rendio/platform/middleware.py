@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -17,8 +18,12 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rendio.platform import metrics
+from rendio.platform.client_ip import Network, client_ip
 from rendio.platform.errors import ErrorCode
 from rendio.platform.http import Problem, Renderers
+from rendio.platform.ratelimit import STATE_KEY, RateLimiter
+
+PER_IP = "per-ip"
 
 log = structlog.get_logger("rendio.http")
 
@@ -51,13 +56,22 @@ class RequestMiddleware:
     """Request id, body guards, the last line of defence, one access-log line and metrics."""
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, max_in_flight: int, renderers: Renderers
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_in_flight: int,
+        renderers: Renderers,
+        limiter: RateLimiter | None = None,
+        trusted_proxies: Sequence[Network] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.renderers = renderers
+        self.limiter = limiter
+        self.trusted_proxies = trusted_proxies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +83,14 @@ class RequestMiddleware:
         request_id = (
             client_id if client_id and _REQUEST_ID_PATTERN.match(client_id) else uuid.uuid4().hex
         )
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        peer = scope.get("client")
+        state["client_ip"] = client_ip(
+            peer[0] if peer else None,
+            _header(scope, b"x-forwarded-for"),
+            self.trusted_proxies,
+        )
         status_holder = {"status": 500, "started": False}
 
         async def send_with_id(message: Message) -> None:
@@ -78,6 +99,8 @@ class RequestMiddleware:
                 status_holder["started"] = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                for decision in state.get(STATE_KEY, {}).values():
+                    headers += decision.headers()
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -90,6 +113,8 @@ class RequestMiddleware:
                 refusal = self._answer(
                     scope, Problem(ErrorCode.UNAVAILABLE, {"reason": "busy"}, {"Retry-After": "1"})
                 )
+            if counted and refusal is None and self.limiter is not None:
+                refusal = await self._ceiling(scope, state["client_ip"])
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
             else:
@@ -111,6 +136,16 @@ class RequestMiddleware:
             if counted:
                 self.in_flight -= 1
             self._record(scope, request_id, int(status_holder["status"]), started)
+
+    async def _ceiling(self, scope: Scope, address: str) -> ASGIApp | None:
+        """The per-IP ceiling on every request (probes aside)."""
+        assert self.limiter is not None
+        decision = await self.limiter.check(PER_IP, address, consume=True)
+        if decision.allowed:
+            return None
+        refused = decision.refusal()
+        headers = refused.headers | {k.decode(): v.decode() for k, v in decision.headers()}
+        return self._answer(scope, Problem(refused.code, refused.details, headers))
 
     def _answer(self, scope: Scope, problem: Problem) -> ASGIApp:
         return self.renderers.answer(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rendio.config import Settings
 from rendio.platform.health import Health
+from rendio.platform.ratelimit import RateLimiter
 from rendio.platform.storage import Storage
 
 
@@ -32,6 +33,7 @@ class CoreServices:
     secret: str
     # The state of the process's long-running parts, for /ready.
     health: Health
+    limiter: RateLimiter
 
 
 Slice = TypeVar("Slice", bound=CoreServices)

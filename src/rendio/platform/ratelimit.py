@@ -1,0 +1,108 @@
+"""Rate limits (SPEC §5): per client IP or per user, per action, with the `limits` library —
+in process memory by default, in Redis when `RENDIO_REDIS_URL` is set, so that every replica
+shares one count.
+
+A decision carries what the IETF draft headers say (`RateLimit-Policy: "name";q=;w=` and
+`RateLimit: "name";r=;t=`); the middleware adds them to the response of a limited route. If
+the store is unreachable the limiter fails open — the request is served, the error logged and
+counted in `rendio_rate_limit_errors_total` — because refusing every request while Redis is
+down would turn a cache outage into a full outage (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import structlog
+from fastapi import Request
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+from prometheus_client import Counter
+
+from rendio.platform.errors import RateLimited
+
+log = structlog.get_logger(__name__)
+HITS = Counter("rendio_rate_limited_total", "Requests refused by a rate limit", ["policy"])
+ERRORS = Counter(
+    "rendio_rate_limit_errors_total", "Rate-limit checks that failed open (store unreachable)"
+)
+STATE_KEY = "rate_limits"
+
+
+@dataclass(frozen=True)
+class Decision:
+    policy: str
+    quota: int
+    window: int
+    allowed: bool
+    remaining: int
+    reset_after: int
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"ratelimit-policy", f'"{self.policy}";q={self.quota};w={self.window}'.encode()),
+            (b"ratelimit", f'"{self.policy}";r={self.remaining};t={self.reset_after}'.encode()),
+        ]
+
+    def refusal(self) -> RateLimited:
+        """429 `ERR_4004`; the RateLimit headers are added by the middleware from the state."""
+        retry_after = max(1, self.reset_after)
+        return RateLimited(
+            {"retry_after": retry_after, "policy": self.policy},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def _storage_uri(redis_url: str | None) -> str:
+    if redis_url is None:
+        return "async+memory://"
+    return "async+" + redis_url  # redis:// or rediss://
+
+
+class RateLimiter:
+    def __init__(self, policies: dict[str, str], redis_url: str | None) -> None:
+        self.policies: dict[str, RateLimitItem] = {
+            name: parse(rule) for name, rule in policies.items()
+        }
+        self._strategy = MovingWindowRateLimiter(storage_from_string(_storage_uri(redis_url)))
+
+    async def check(self, policy: str, key: str, *, consume: bool) -> Decision:
+        """Whether `key` may do `policy` now; `consume` counts this request against it."""
+        item = self.policies[policy]
+        window = int(item.get_expiry())
+        try:
+            if consume:
+                allowed = await self._strategy.hit(item, policy, key)
+            else:
+                allowed = await self._strategy.test(item, policy, key)
+            stats = await self._strategy.get_window_stats(item, policy, key)
+        except Exception as error:  # the store is away: fail open, visibly
+            ERRORS.inc()
+            log.error("rate_limit_store_unreachable", policy=policy, error=repr(error))
+            return Decision(policy, item.amount, window, True, item.amount, window)
+        reset_after = max(0, math.ceil(stats.reset_time - time.time()))
+        if not allowed:
+            HITS.labels(policy).inc()
+        return Decision(policy, item.amount, window, allowed, stats.remaining, reset_after)
+
+    async def enforce(
+        self, request: Request, policy: str, key: str | None = None, *, consume: bool = True
+    ) -> None:
+        """Check `key` (default: the client's IP), remember the decision for the response's
+        headers, and refuse with 429 `ERR_4004` if it is over its limit."""
+        state = request.scope.setdefault("state", {})
+        decision = await self.check(
+            policy, key or state.get("client_ip", "unknown"), consume=consume
+        )
+        state.setdefault(STATE_KEY, {})[policy] = decision
+        if not decision.allowed:
+            raise decision.refusal()
+
+    async def count(self, request: Request, policy: str, key: str) -> None:
+        """Count a request that succeeded against `policy` (paid actions count only what they
+        did: a refused request, or a replay of an earlier answer, costs no quota)."""
+        decision = await self.check(policy, key, consume=True)
+        request.scope.setdefault("state", {}).setdefault(STATE_KEY, {})[policy] = decision
