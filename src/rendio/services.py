@@ -35,6 +35,8 @@ class Services(PushServices, GenerationServices, CreditsServices, IdentityServic
         await self.device_verifier.aclose()
         if self.apns is not None:
             await self.apns.aclose()
+        for provider in self.providers.values():
+            await provider.aclose()
         await self.engine.dispose()
 
 

@@ -67,6 +67,11 @@ async def run_worker(queue: procrastinate.App, services: Services) -> None:
             )
             reason, transient = "a side task failed (listener or heartbeat)", True
         except Exception as error:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # We were asked to stop and procrastinate's shutdown failed (the database is
+                # gone too): stop anyway instead of mistaking it for a death to recover from.
+                raise asyncio.CancelledError from error
             reason, transient = repr(error), _database_trouble(error)
         if loop.time() - started >= _HEALTHY_RUN_SECONDS:
             backoff, unexpected = 1.0, 0

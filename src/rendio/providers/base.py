@@ -55,3 +55,7 @@ class VideoProvider(Protocol):
     async def cancel(self, provider_job_id: str, request: GenerationRequest) -> None:
         """Best effort: stop work we will not pay attention to any more."""
         ...
+
+    async def aclose(self) -> None:
+        """Release what the adapter holds (clients, threads) when the process stops."""
+        ...

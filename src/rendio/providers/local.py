@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,12 @@ from rendio.providers.base import GenerationRequest, PollResult, ProviderError
 from rendio.providers.local_render import RenderSpec, frame_size, render_video
 
 OUTPUT_NAME = "video.mp4"
+
+
+class RenderStopped(Exception):
+    """The render was abandoned because its process is stopping."""
+
+
 _LOCK_NAME = "render.lock"
 _PROGRESS_NAME = "progress"
 
@@ -67,6 +74,7 @@ class LocalProvider:
         # Renders are CPU-bound: a pool of their own keeps them from starving the default
         # executor (thumbnails, file copies) and bounds how many run at once.
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="render")
+        self._stopping = threading.Event()
 
     async def submit(self, request: GenerationRequest) -> str:
         key = str(request.job_id)
@@ -102,6 +110,8 @@ class LocalProvider:
         workdir = request.workdir
 
         def progress(percent: int) -> None:
+            if self._stopping.is_set():
+                raise RenderStopped("the process is stopping")
             (workdir / _PROGRESS_NAME).write_text(str(percent))
             if delay:
                 time.sleep(delay / max(1, request.duration))
@@ -136,6 +146,13 @@ class LocalProvider:
             # render was lost with its process and starts again here.
             self._start_unless_running(provider_job_id, request)
         return PollResult("running", progress=_read_progress(request.workdir))
+
+    async def aclose(self) -> None:
+        """At shutdown: queued renders are dropped and running ones stop at their next frame
+        second (a later poll, here or in another worker, starts them again), so a stopping
+        process does not wait for videos nobody will collect."""
+        self._stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def cancel(self, provider_job_id: str, request: GenerationRequest) -> None:
         # A thread cannot be interrupted; forgetting it lets its output be ignored (its scratch

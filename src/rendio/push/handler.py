@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import procrastinate
+import psycopg
 import structlog
 from prometheus_client import Counter
+from sqlalchemy.exc import OperationalError
 
 from rendio.generation import jobs
 from rendio.generation.jobs import JobEnded
@@ -27,7 +29,9 @@ PUSHES = Counter("rendio_pushes_total", "APNs pushes, by outcome", ["outcome"])
 # Attempts are counted on the delivery row (RENDIO_PUSH_ATTEMPTS decides); procrastinate only
 # schedules the retries, with a growing wait.
 PUSH_RETRY = procrastinate.RetryStrategy(
-    max_attempts=50, exponential_wait=2, retry_exceptions={ConnectionError}
+    max_attempts=50,
+    exponential_wait=2,
+    retry_exceptions={ConnectionError, OperationalError, psycopg.OperationalError},
 )
 
 __all__ = ["PUSH_RETRY", "SEND_TASK", "notify_job_ended", "send_delivery"]
