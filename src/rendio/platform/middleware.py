@@ -146,8 +146,8 @@ class RequestMiddleware:
     async def _ceiling(self, scope: Scope, address: str) -> ASGIApp | None:
         """The per-IP ceiling on every request (probes aside)."""
         assert self.limiter is not None
-        decision = await self.limiter.check(PER_IP, address, consume=True)
-        if decision.allowed:
+        decision = await self.limiter.over_limit(PER_IP, address)
+        if decision is None:
             return None
         refused = decision.refusal()
         headers = refused.headers | {k.decode(): v.decode() for k, v in decision.headers()}

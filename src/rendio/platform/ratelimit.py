@@ -80,13 +80,26 @@ class RateLimiter:
                 allowed = await self._strategy.test(item, policy, key)
             stats = await self._strategy.get_window_stats(item, policy, key)
         except Exception as error:  # the store is away: fail open, visibly
-            ERRORS.inc()
-            log.error("rate_limit_store_unreachable", policy=policy, error=repr(error))
+            _failed_open(policy, error)
             return Decision(policy, item.amount, window, True, item.amount, window)
         reset_after = max(0, math.ceil(stats.reset_time - time.time()))
         if not allowed:
             HITS.labels(policy).inc()
         return Decision(policy, item.amount, window, allowed, stats.remaining, reset_after)
+
+    async def over_limit(self, policy: str, key: str) -> Decision | None:
+        """Count one request; None if it is within the limit, else the refusal's decision.
+        For the per-IP ceiling on every request: the window's stats (a second store call) are
+        read only for a refusal."""
+        try:
+            allowed = await self._strategy.hit(self.policies[policy], policy, key)
+        except Exception as error:
+            _failed_open(policy, error)
+            return None
+        if allowed:
+            return None
+        decision = await self.check(policy, key, consume=False)
+        return None if decision.allowed else decision
 
     async def enforce(
         self, request: Request, policy: str, key: str | None = None, *, consume: bool = True
@@ -97,12 +110,21 @@ class RateLimiter:
         decision = await self.check(
             policy, key or state.get("client_ip", "unknown"), consume=consume
         )
-        state.setdefault(STATE_KEY, {})[policy] = decision
+        _remember(request, decision)
         if not decision.allowed:
             raise decision.refusal()
 
     async def count(self, request: Request, policy: str, key: str) -> None:
         """Count a request that succeeded against `policy` (paid actions count only what they
         did: a refused request, or a replay of an earlier answer, costs no quota)."""
-        decision = await self.check(policy, key, consume=True)
-        request.scope.setdefault("state", {}).setdefault(STATE_KEY, {})[policy] = decision
+        _remember(request, await self.check(policy, key, consume=True))
+
+
+def _remember(request: Request, decision: Decision) -> None:
+    """Kept for the middleware, which adds the decision's headers to the response."""
+    request.scope.setdefault("state", {}).setdefault(STATE_KEY, {})[decision.policy] = decision
+
+
+def _failed_open(policy: str, error: Exception) -> None:
+    ERRORS.inc()
+    log.error("rate_limit_store_unreachable", policy=policy, error=repr(error))

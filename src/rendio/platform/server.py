@@ -25,8 +25,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.protocols.utils import get_remote_addr
 
 from rendio.config import Settings
-from rendio.platform import i18n
 from rendio.platform.errors import HTTP_STATUS, ErrorCode
+from rendio.platform.http import envelope
 
 _REASONS = {
     408: b"Request Timeout",
@@ -57,15 +57,7 @@ class Limits:
 def refusal(code: ErrorCode, details: dict[str, Any]) -> bytes:
     """A complete HTTP/1.1 response with the error envelope, closing the connection."""
     status = HTTP_STATUS[code]
-    body = json.dumps(
-        {
-            "error": {
-                "code": code.value,
-                "message": i18n.message(code.value, "en"),
-                "details": details,
-            }
-        }
-    ).encode()
+    body = json.dumps(envelope(code, details, None)).encode()
     head = (
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
         b"connection: close\r\n" % (status, _REASONS[status], len(body))
