@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from rendio.accounts.endpoints import router as accounts_router
+from rendio.admin.endpoints import router as admin_router
 from rendio.catalog.endpoints import router as catalog_router
 from rendio.config import Settings
 from rendio.credits.endpoints import router as credits_router
@@ -28,6 +29,7 @@ from rendio.platform.http import Renderers, install_error_handlers
 from rendio.platform.media import router as media_router
 from rendio.platform.middleware import RequestMiddleware
 from rendio.platform.ops import router as ops_router
+from rendio.platform.opslog import OpsLog
 from rendio.platform.queue import create_queue
 from rendio.push.endpoints import router as push_router
 from rendio.services import build_services
@@ -56,12 +58,16 @@ def operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings, database_url: str, *, run_worker: bool = False) -> FastAPI:
     """Build the service for an already-migrated database at `database_url`."""
     services = build_services(settings, database_url, pool_size=settings.db_pool_size)
+    ops_log = OpsLog()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         queue = create_queue(database_url, registration(settings))
         await queue.open_async()
         app.state.queue = queue
+        ops_log_writer = asyncio.create_task(
+            ops_log.run(services.sessions, settings.ops_log_interval)
+        )
         worker = None
         if run_worker:
             worker = asyncio.create_task(worker_loop(queue, services))
@@ -74,6 +80,9 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
                 # A worker that died has been reported to /ready already.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await worker
+            ops_log_writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ops_log_writer
             await queue.close_async()
             await services.aclose()
 
@@ -93,7 +102,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         },
     )
     app.state.services = services
-    renderers = Renderers({gotrue.PREFIX: gotrue.render_problem})
+    renderers = Renderers({gotrue.PREFIX: gotrue.render_problem}, observe=ops_log.observe)
     install_error_handlers(app, renderers)
     app.add_exception_handler(gotrue.AuthApiError, gotrue.on_auth_error)
     app.include_router(ops_router)
@@ -106,6 +115,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     app.include_router(generation_router, dependencies=functions_gate)
     app.include_router(history_router, dependencies=functions_gate)
     app.include_router(push_router, dependencies=functions_gate)
+    app.include_router(admin_router, dependencies=functions_gate)
     app.include_router(media_router)
     app.include_router(auth_router, dependencies=[Depends(require_auth_apikey)])
     app.add_middleware(

@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     )
     retention_batch: int = Field(default=500, ge=1, le=100_000)
     retention_max_batches: int = Field(default=100, ge=1, le=100_000)
+    ops_log_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between writes of the API's error_log rows and error counts.",
+    )
 
     redis_url: str | None = Field(
         default=None, description="redis:// or rediss://; rate limits are shared through it."

@@ -13,7 +13,7 @@ from rendio.identity.models import AuthSession, DeviceBits, RefreshToken, User
 from rendio.ledger.models import LedgerEntry
 from rendio.platform import migrate
 from rendio.platform.db import Base
-from rendio.platform.models import ErrorLog, IdempotencyKey, WebhookDelivery
+from rendio.platform.models import ErrorLog, IdempotencyKey, OpsCount, WebhookDelivery
 from rendio.platform.queue import ensure_queue_schema
 from rendio.push.models import PushDelivery, PushToken
 
@@ -42,6 +42,7 @@ __all__ = [
     "ErrorLog",
     "IdempotencyKey",
     "LedgerEntry",
+    "OpsCount",
     "Purchase",
     "PushDelivery",
     "PushToken",

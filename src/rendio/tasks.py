@@ -49,6 +49,7 @@ JOB_ENDED_HANDLERS: tuple[JobEndedHandler, ...] = (count_ending, notify_job_ende
 LOG_TABLES = {
     "webhook_deliveries": "received_at",
     "error_log": "created_at",
+    "ops_counts": "minute",
     "push_deliveries": "created_at",
 }
 

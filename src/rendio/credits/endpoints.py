@@ -16,8 +16,9 @@ from rendio.credits.schemas import (
 )
 from rendio.credits.services import CreditsDeps
 from rendio.identity.dependencies import CurrentUser
-from rendio.platform.db import Session
+from rendio.platform.db import Session, after_commit
 from rendio.platform.errors import PurchaseInvalid
+from rendio.platform.metrics import WEBHOOKS
 
 router = APIRouter(prefix="/functions/v1", tags=["credits"])
 webhooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -75,5 +76,7 @@ async def app_store_notification(
             session, verifier, notification, services.products
         )
     except Unverifiable as error:
+        WEBHOOKS.labels("app-store", "rejected").inc()
         raise PurchaseInvalid({"reason": error.reason}) from None
+    after_commit(session, lambda: WEBHOOKS.labels("app-store", outcome).inc())
     return WebhookOut(outcome=outcome)

@@ -365,3 +365,17 @@ async def reassign_owner(session: AsyncSession, from_user: uuid.UUID, to_user: u
     await session.execute(
         update(Purchase).where(Purchase.user_id == from_user).values(user_id=to_user)
     )
+
+
+_STATS = text(
+    "SELECT count(*) AS recorded, COALESCE(SUM(credits), 0) AS credits, "
+    "count(*) FILTER (WHERE status = 'refunded') AS refunded "
+    "FROM purchases WHERE created_at >= :since"
+)
+
+
+async def stats_since(session: AsyncSession, since: datetime) -> dict[str, int]:
+    """App Store transactions recorded since `since` (refund notices for a transaction never
+    redeemed included), the credits they carry, and how many are refunded."""
+    row = (await session.execute(_STATS, {"since": since})).one()
+    return {"count": int(row.recorded), "credits": int(row.credits), "refunded": int(row.refunded)}

@@ -25,6 +25,7 @@ from rendio.generation.models import VideoJob
 from rendio.ledger import service as ledger
 from rendio.ledger.service import Reason
 from rendio.platform.errors import ErrorCode
+from rendio.platform.opslog import record_failure
 from rendio.platform.queue import defer_in_transaction
 
 ADVANCE_TASK = "generation:advance_job"
@@ -44,6 +45,11 @@ UNFINISHED = (JobStatus.PENDING, JobStatus.PROCESSING)
 def job_lock(job_id: uuid.UUID | str) -> str:
     """The procrastinate lock that keeps one job's tasks from ever running side by side."""
     return f"video-job:{job_id}"
+
+
+def refund_transaction_id(job_id: uuid.UUID) -> str:
+    """The one ledger transaction id of a job's refund, whoever refunds it: so it happens once."""
+    return f"refund:{job_id}"
 
 
 @dataclass(frozen=True)
@@ -271,7 +277,8 @@ async def complete(
 
 
 async def fail(session: AsyncSession, job_id: uuid.UUID, code: ErrorCode, message: str) -> bool:
-    """End an unfinished job as failed and refund it; False if it had already ended."""
+    """End an unfinished job as failed, refund it and log the failure for the operator; False
+    if it had already ended."""
     ended = (
         await session.execute(
             _FAIL, {"job_id": job_id, "code": code.value, "message": message[:1000]}
@@ -279,13 +286,21 @@ async def fail(session: AsyncSession, job_id: uuid.UUID, code: ErrorCode, messag
     ).one_or_none()
     if ended is None:
         return False
+    await record_failure(
+        session,
+        code=code,
+        message=message,
+        job_id=job_id,
+        user_id=ended.user_id,
+        provider=ended.provider,
+    )
     if ended.credits_used > 0:
         await ledger.add(
             session,
             ended.user_id,
             ended.credits_used,
             reason=Reason.REFUND,
-            transaction_id=f"refund:{job_id}",
+            transaction_id=refund_transaction_id(job_id),
             job_id=job_id,
             details={"error_code": code.value},
         )

@@ -58,6 +58,8 @@ class VideoJob(Timestamps, Base):
             "completed_at",
             postgresql_where=text("video_url IS NOT NULL OR thumbnail_url IS NOT NULL"),
         ),
+        # Operator statistics over a recent window; BRIN costs next to nothing per insert.
+        Index("ix_video_jobs_created_at_brin", "created_at", postgresql_using="brin"),
         # Retention: soft-deleted jobs, oldest deletion first.
         Index(
             "ix_video_jobs_deleted_at",

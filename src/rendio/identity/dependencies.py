@@ -70,11 +70,14 @@ async def resolve_token(session: AsyncSession, secret: str, token: str) -> Calle
             .where(AuthSession.id == claims.session_id, User.id == claims.user_id)
         )
     ).one_or_none()
-    if row is None or row.revoked_at is not None:
+    if row is None:
         raise TokenProblem("session revoked")
     user: User = row.User
+    # A ban revokes the sessions too; the ban is what the client is told (403, not "sign in").
     if user.banned_at is not None:
         raise TokenProblem("account banned", banned=True)
+    if row.revoked_at is not None:
+        raise TokenProblem("session revoked")
     return Caller(user=user, session_id=claims.session_id)
 
 

@@ -15,16 +15,34 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rendio.platform.db import after_commit
 from rendio.platform.errors import InsufficientCredits, NotFound
 
+MOVED = Counter(
+    "rendio_credits_moved_total", "Credits moved by committed ledger rows, by reason", ["reason"]
+)
+
 _BALANCE = text("SELECT credits_remaining, credits_total FROM users WHERE id = :id")
+_WRITTEN = text("SELECT 1 FROM quota_log WHERE transaction_id = :transaction_id")
+_RECENT = text(
+    "SELECT id, job_id, change, reason, transaction_id, balance_after, details, created_at "
+    "FROM quota_log WHERE user_id = :user_id ORDER BY id DESC LIMIT :limit"
+)
+# Credits moved since a time, by reason (the BRIN index on created_at keeps a recent window
+# cheap however long the ledger grows).
+_TOTALS = text(
+    "SELECT reason, SUM(change) AS net, count(*) AS entries FROM quota_log "
+    "WHERE created_at >= :since GROUP BY reason"
+)
 
 
 class Reason(StrEnum):
@@ -35,6 +53,7 @@ class Reason(StrEnum):
     PURCHASE_REFUND = "purchase_refund"
     PURCHASE_RESTORED = "purchase_restored"
     ADMIN_ADJUST = "admin_adjust"
+    ADMIN_REFUND = "admin_refund"
     MERGE_OUT = "merge_out"
     MERGE_IN = "merge_in"
 
@@ -127,6 +146,7 @@ async def deduct(
     params = _parameters(user_id, -amount, reason, transaction_id, job_id, details)
     row = await _execute(session, _DEDUCT, params)
     if row.balance is not None:
+        _count(session, reason, amount)
         return int(row.balance)
     if row.available is None:
         raise NotFound({"user_id": str(user_id)})
@@ -156,7 +176,12 @@ async def add(
     row = await _execute(session, _ADD, params)
     if row.balance is None:
         raise NotFound({"user_id": str(user_id)})
+    _count(session, reason, amount)
     return int(row.balance)
+
+
+def _count(session: AsyncSession, reason: Reason, amount: int) -> None:
+    after_commit(session, lambda: MOVED.labels(reason.value).inc(amount))
 
 
 async def balance(session: AsyncSession, user_id: uuid.UUID) -> tuple[int, int]:
@@ -170,3 +195,19 @@ async def balance(session: AsyncSession, user_id: uuid.UUID) -> tuple[int, int]:
     if row is None:
         raise NotFound({"user_id": str(user_id)})
     return int(row.credits_remaining), int(row.credits_total)
+
+
+async def written(session: AsyncSession, transaction_id: str) -> bool:
+    """Whether a ledger row with this transaction id exists."""
+    return (await session.execute(_WRITTEN, {"transaction_id": transaction_id})).first() is not None
+
+
+async def recent(session: AsyncSession, user_id: uuid.UUID, limit: int) -> list[Any]:
+    """The user's latest ledger rows, newest first."""
+    return list(await session.execute(_RECENT, {"user_id": user_id, "limit": limit}))
+
+
+async def totals_since(session: AsyncSession, since: datetime) -> dict[str, int]:
+    """Net credits moved per reason since `since` (spending is negative)."""
+    rows = await session.execute(_TOTALS, {"since": since})
+    return {row.reason: int(row.net) for row in rows}

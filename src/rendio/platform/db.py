@@ -8,7 +8,7 @@ land together.
 from __future__ import annotations
 
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, SessionTransaction, mapped_column
+from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.types import DateTime
 
 from rendio.platform.services import CoreServices, services_of
@@ -121,6 +122,27 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+_AFTER_COMMIT = "rendio.after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` when the session's transaction commits, and never if it rolls back: for
+    counters that must count what happened, not what was attempted."""
+    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+@event.listens_for(OrmSession, "after_commit")
+def _run_after_commit(session: OrmSession) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
+        callback()
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_uncommitted(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 # scope="function": commit before the response is sent, so a 2xx always means "stored".

@@ -9,7 +9,7 @@ path prefix. The composition root registers them; a domain with a wire contract 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
 
 from rendio.platform import i18n
 from rendio.platform.errors import HTTP_STATUS, AppError, ErrorCode
@@ -66,11 +67,21 @@ def render_envelope(problem: Problem, accept_language: str | None) -> Response:
     return JSONResponse(body, status_code=HTTP_STATUS[problem.code], headers=problem.headers)
 
 
-class Renderers:
-    """Error renderers by path prefix (longest first); the envelope everywhere else."""
+Observer = Callable[[Scope, Problem], None]
 
-    def __init__(self, by_prefix: Mapping[str, ErrorRenderer]) -> None:
+
+class Renderers:
+    """Error renderers by path prefix (longest first); the envelope everywhere else.
+
+    Every error answer passes through `answer`, so `observe` (the error log and its counters)
+    sees each one, whichever layer refused the request.
+    """
+
+    def __init__(
+        self, by_prefix: Mapping[str, ErrorRenderer], observe: Observer | None = None
+    ) -> None:
         self._by_prefix = sorted(by_prefix.items(), key=lambda item: -len(item[0]))
+        self._observe = observe
 
     def for_path(self, path: str) -> ErrorRenderer:
         for prefix, renderer in self._by_prefix:
@@ -78,8 +89,16 @@ class Renderers:
                 return renderer
         return render_envelope
 
-    def answer(self, path: str, problem: Problem, accept_language: str | None) -> Response:
-        return self.for_path(path)(problem, accept_language)
+    def answer(self, scope: Scope, problem: Problem) -> Response:
+        """The response to `problem` for the request in `scope`."""
+        if self._observe is not None:
+            self._observe(scope, problem)
+        language = None
+        for key, value in scope.get("headers", ()):
+            if key == b"accept-language":
+                language = value.decode("latin-1")
+                break
+        return self.for_path(scope.get("path", ""))(problem, language)
 
 
 def _validation_details(error: RequestValidationError) -> dict[str, Any]:
@@ -90,7 +109,7 @@ def _validation_details(error: RequestValidationError) -> dict[str, Any]:
 
 def install_error_handlers(app: FastAPI, renderers: Renderers) -> None:
     def answer(request: Request, problem: Problem) -> Response:
-        return renderers.answer(request.url.path, problem, request.headers.get("accept-language"))
+        return renderers.answer(request.scope, problem)
 
     async def on_app_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AppError)
@@ -117,6 +136,7 @@ def install_error_handlers(app: FastAPI, renderers: Renderers) -> None:
         if isinstance(getattr(exc, "orig", None), UnicodeError):
             return await on_bad_text(request, exc)
         log.error("database_error", error=type(exc).__name__, exc_info=exc)
+        request.scope.setdefault("state", {})["error"] = type(exc).__name__
         return answer(request, Problem(ErrorCode.DATABASE_ERROR))
 
     async def on_bad_text(request: Request, exc: Exception) -> Response:

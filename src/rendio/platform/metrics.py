@@ -1,4 +1,5 @@
-"""Prometheus metrics for the HTTP layer, labelled by route template (never raw paths)."""
+"""Prometheus metrics shared across domains: the HTTP layer (labelled by route template, never
+raw paths), error codes answered and inbound webhooks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ LATENCY = Histogram(
     "Time to serve an HTTP request",
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+ERRORS = Counter("rendio_errors_total", "Error answers, by SPEC code", ["code"])
+WEBHOOKS = Counter(
+    "rendio_webhooks_total",
+    "Inbound webhook deliveries, by source and outcome",
+    ["source", "outcome"],
 )
 
 

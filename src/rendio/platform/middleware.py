@@ -136,6 +136,7 @@ class RequestMiddleware:
             log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
             if status_holder["started"]:
                 raise
+            state["error"] = type(exc).__name__
             response = self._answer(scope, Problem(ErrorCode.INTERNAL_ERROR))
             await response(scope, receive, send_with_id)
         finally:
@@ -154,9 +155,7 @@ class RequestMiddleware:
         return self._answer(scope, Problem(refused.code, refused.details, headers))
 
     def _answer(self, scope: Scope, problem: Problem) -> ASGIApp:
-        return self.renderers.answer(
-            scope.get("path", ""), problem, _header(scope, b"accept-language")
-        )
+        return self.renderers.answer(scope, problem)
 
     def _refuse_body(self, scope: Scope) -> ASGIApp | None:
         if scope["method"] not in _BODY_METHODS:

@@ -46,8 +46,21 @@ class ErrorLog(Base):
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("video_jobs.job_id", ondelete="SET NULL")
     )
+    provider: Mapped[str | None] = mapped_column(String(32))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class OpsCount(Base):
+    """Per-minute counts of what the API answered (error codes, rate-limit refusals by
+    policy), added to by every replica; `admin-stats` sums them."""
+
+    __tablename__ = "ops_counts"
+
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class IdempotencyKey(Base):

@@ -1,4 +1,4 @@
-"""Retention of log-like tables (webhook deliveries, the error log, push deliveries: the
+"""Retention of log-like tables (webhook deliveries, the error log, ops counts, push deliveries: the
 composition root names them): rows older than `RENDIO_LOG_RETENTION_DAYS` (30) are deleted in
 bounded batches that skip rows another worker holds, so passes may run twice or side by side."""
 
@@ -13,10 +13,11 @@ log = structlog.get_logger(__name__)
 
 # Run on procrastinate's own connection (psycopg's %-style parameters). Table and column names
 # come from the composition root's constant list, never from input.
+# Rows are picked by `ctid`, so a table needs no `id` column (ops_counts has none).
 _PURGE = (
-    "WITH gone AS (DELETE FROM {table} WHERE id IN ("
-    "  SELECT id FROM {table} WHERE {column} < now() - make_interval(secs => %(age)s)"
-    "  LIMIT %(batch)s FOR UPDATE SKIP LOCKED) RETURNING 1) "
+    "WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+    "  SELECT ctid FROM {table} WHERE {column} < now() - make_interval(secs => %(age)s)"
+    "  LIMIT %(batch)s FOR UPDATE SKIP LOCKED)) RETURNING 1) "
     "SELECT count(*) AS n FROM gone"
 )
 
