@@ -1,7 +1,6 @@
 """`rendio models import`: validated whole, written all-or-nothing, upserting by slug."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from rendio.catalog.importer import (
 from rendio.catalog.models import VideoModel
 from rendio.catalog.schemas import model_id_for
 from rendio.platform.db import sync_engine
-from tests.helpers.processes import rendio_command, service_env
+from tests.helpers.processes import run_cli
 
 ENTRY = """
   - slug: {slug}
@@ -52,16 +51,6 @@ def snapshot(url: str) -> list[tuple]:
         ).all()
     engine.dispose()
     return [tuple(row) for row in rows]
-
-
-def run_cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*rendio_command(), *args],
-        env=service_env(RENDIO_DATABASE_URL=url, **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_packaged_default_catalog_is_valid() -> None:

@@ -33,6 +33,17 @@ def service_env(**variables: str) -> dict[str, str]:
     return env
 
 
+def run_cli(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`rendio ARGS…` on the database at `url`, as an operator would run it."""
+    return subprocess.run(
+        [*rendio_command(), *args],
+        env=service_env(RENDIO_DATABASE_URL=url, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def credits_verify(database_url: str) -> subprocess.CompletedProcess[str]:
     """`rendio credits verify` on a database, as an operator would run it."""
     return subprocess.run(
