@@ -3,71 +3,22 @@
 
 import os
 import signal
-import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import av
 import httpx
 
-from tests.helpers.factories import FAST_WORKER, LOCAL_ID, add_models, simulated_model
+from tests.helpers.factories import LOCAL_ID, add_models, simulated_model
+from tests.helpers.live import onboard, start_job, status_of, wait_until
 from tests.helpers.processes import (
     LiveServer,
     credits_verify,
-    rendio_command,
-    service_env,
+    fast_env,
     start_server,
+    start_worker,
 )
-
-
-def fast_env(database_url: str, data_dir: Path) -> dict[str, str]:
-    return service_env(
-        RENDIO_DATABASE_URL=database_url,
-        RENDIO_DATA_DIR=str(data_dir),
-        **{f"RENDIO_{name.upper()}": str(value) for name, value in FAST_WORKER.items()},
-    )
-
-
-def onboard(http: httpx.Client) -> dict[str, str]:
-    body = http.post(
-        "/functions/v1/device-check", json={"device_id": "install-1", "device_token": "phone"}
-    ).json()
-    return {"Authorization": f"Bearer {body['session']['access_token']}"}
-
-
-def start_job(http: httpx.Client, headers: dict[str, str], model_id: str, duration: int) -> str:
-    response = http.post(
-        "/functions/v1/generate-video",
-        json={
-            "model_id": model_id,
-            "prompt": "a kite over the dunes",
-            "settings": {"duration": duration, "aspect_ratio": "16:9", "resolution": "360p"},
-        },
-        headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["job_id"])
-
-
-def status_of(http: httpx.Client, headers: dict[str, str], job_id: str) -> dict[str, Any]:
-    status: dict[str, Any] = http.get(
-        "/functions/v1/get-video-status", params={"job_id": job_id}, headers=headers
-    ).json()
-    return status
-
-
-def wait_until(
-    http: httpx.Client, headers: dict[str, str], job_id: str, states: set[str], timeout: float = 90
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = status_of(http, headers, job_id)
-        if status["status"] in states:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never reached {states}: {status}")
 
 
 def test_serve_with_its_worker_makes_a_video(clean_database: str, tmp_path: Path) -> None:
@@ -86,12 +37,6 @@ def test_serve_with_its_worker_makes_a_video(clean_database: str, tmp_path: Path
                 assert float(container.duration / av.time_base) == 4.0
     finally:
         server.stop()
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [*rendio_command(), "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
-    )
 
 
 def run_and_kill_worker(

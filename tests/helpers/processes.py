@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.helpers.factories import FAST_WORKER
 from tests.helpers.settings import GENEROUS_LIMITS
 
 
@@ -99,3 +100,19 @@ def start_server(args: list[str], env: dict[str, str], log: Path) -> LiveServer:
     base_url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{base_url}/health", process)
     return LiveServer(process, base_url, log)
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*rendio_command(), "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+
+
+def fast_env(database_url: str, data_dir: Path, **variables: str) -> dict[str, str]:
+    """A service environment whose worker reacts in tenths of a second."""
+    return service_env(
+        RENDIO_DATABASE_URL=database_url,
+        RENDIO_DATA_DIR=str(data_dir),
+        **{f"RENDIO_{name.upper()}": str(value) for name, value in FAST_WORKER.items()},
+        **variables,
+    )

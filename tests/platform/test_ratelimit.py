@@ -3,7 +3,6 @@ onboarding and auth, a per-IP ceiling on everything; IETF draft headers; shared 
 open, visibly, when Redis is away."""
 
 import ipaddress
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,20 +15,13 @@ from rendio.platform.client_ip import client_ip
 from rendio.platform.ratelimit import ERRORS
 from tests.helpers.clients import assert_gotrue_error, device_check, guest, open_client
 from tests.helpers.factories import generate, video_body
+from tests.helpers.redis import LOCAL_REDIS, redis_reachable
 from tests.helpers.settings import SettingsFactory
 
 
 async def app_client(settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     async for client in open_client(create_app(settings, settings.database_url or "")):
         yield client
-
-
-def redis_reachable() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 async def test_generate_video_counts_only_what_it_did(make_settings: SettingsFactory) -> None:
@@ -121,9 +113,7 @@ async def test_a_per_ip_ceiling_covers_everything_but_probes(
 async def test_limits_are_shared_across_replicas_through_redis(
     make_settings: SettingsFactory,
 ) -> None:
-    settings = make_settings(
-        redis_url="redis://127.0.0.1:6379/0", rate_limit_generate_video="2/hour"
-    )
+    settings = make_settings(redis_url=LOCAL_REDIS, rate_limit_generate_video="2/hour")
     async for first in app_client(settings):
         async for second in app_client(settings):
             user = await guest(first, f"install-{uuid.uuid4().hex}")
