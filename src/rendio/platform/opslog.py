@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Scope
 
 from rendio.platform import i18n, metrics
+from rendio.platform.db import after_commit
 from rendio.platform.errors import HTTP_STATUS, ErrorCode
 from rendio.platform.http import Problem
 
@@ -97,7 +98,7 @@ async def record_failure(
 ) -> None:
     """One error_log row for a failed job, in the caller's transaction. `message` is the
     provider's own reason (or ours); it never holds a credential."""
-    metrics.ERRORS.labels(code.value).inc()
+    after_commit(session, lambda: metrics.ERRORS.labels(code.value).inc())
     row = _row(
         source="worker",
         code=code,
