@@ -30,6 +30,7 @@ from tests.helpers.clients import open_client
 from tests.helpers.database import create_database, drop_database
 from tests.helpers.factories import FAST_WORKER
 from tests.helpers.processes import LiveServer, service_env, start_server
+from tests.helpers.s3 import FakeS3, fake_s3
 from tests.helpers.settings import GENEROUS_LIMITS, SettingsFactory
 
 EXTERNAL_URL_VARIABLE = "RENDIO_TEST_DATABASE_URL"
@@ -130,3 +131,10 @@ async def worker_client(make_settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, settings.database_url or "", run_worker=True)
     async for http in open_client(app):
         yield http
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[FakeS3]:
+    """A real S3-speaking server (moto's), shared by the session; each test makes a bucket."""
+    with fake_s3() as server:
+        yield server

@@ -123,6 +123,17 @@ class Settings(BaseSettings):
         description="The service's external base URL, for media links (default: the request's).",
     )
     media_url_lifetime: int = Field(default=3600, ge=60, le=7 * 86_400)
+    storage: Literal["local", "s3"] = Field(
+        default="local",
+        description="Where videos are kept: `<data dir>/media`, or an S3-compatible bucket.",
+    )
+    s3_bucket: str | None = Field(default=None, min_length=3, max_length=63)
+    s3_endpoint_url: str | None = Field(
+        default=None, description="An S3-compatible endpoint (MinIO, R2…); unset means AWS."
+    )
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
 
     worker_concurrency: int = Field(default=4, ge=1, le=100)
     worker_stalled_after: float = Field(
@@ -257,6 +268,17 @@ class Settings(BaseSettings):
         if given and len(given) != len(names):
             missing = ", ".join(ENV_PREFIX + n.upper() for n in names if n not in given)
             raise ValueError(f"push needs every APNs setting; missing {missing}")
+        return self
+
+    @model_validator(mode="after")
+    def _require_a_bucket_for_s3(self) -> Settings:
+        if self.storage == "s3" and self.s3_bucket is None:
+            raise ValueError("RENDIO_STORAGE=s3 needs RENDIO_S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "RENDIO_S3_ACCESS_KEY_ID and RENDIO_S3_SECRET_ACCESS_KEY go together "
+                "(leave both unset to use the AWS environment or instance role)"
+            )
         return self
 
     @property

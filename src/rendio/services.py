@@ -23,7 +23,7 @@ from rendio.identity.sessions import Keys
 from rendio.platform.db import create_engine, session_factory
 from rendio.platform.health import Health
 from rendio.platform.ratelimit import RateLimiter
-from rendio.platform.storage import LocalStorage
+from rendio.platform.storage import build_storage
 from rendio.providers.registry import build_providers, offered_providers
 from rendio.push.apns import ApnsClient
 from rendio.push.services import PushServices
@@ -54,7 +54,7 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
         settings=settings,
         engine=engine,
         sessions=session_factory(engine),
-        storage=LocalStorage(settings.data_dir / "media"),
+        storage=build_storage(settings, secret),
         secret=secret,
         health=Health(),
         limiter=RateLimiter(settings.rate_limits, settings.redis_url),

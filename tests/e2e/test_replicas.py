@@ -1,7 +1,9 @@
 """Several replicas against one PostgreSQL: two `rendio serve --no-worker` processes and two
-`rendio worker` processes. Jobs created on either API are finished by both workers, media is
-served by either API, an admin's ban on one API refuses the user on the other at once, and —
-with Redis — a rate limit counts requests made on both APIs.
+`rendio worker` processes, each with a data directory of its own (as on separate hosts), sharing
+the database, an S3 bucket and the signing secret. Jobs created on either API are finished by
+both workers, either API hands out working links to the media, an admin's ban on one API
+refuses the user on the other at once, and — with Redis — a rate limit counts requests made on
+both APIs.
 
 CI runs this file on the embedded PostgreSQL and again on the machine's system PostgreSQL.
 """
@@ -24,6 +26,7 @@ from tests.helpers.factories import LOCAL_ID
 from tests.helpers.live import start_job, wait_until
 from tests.helpers.processes import LiveServer, fast_env, run_cli, start_server, start_worker
 from tests.helpers.redis import LOCAL_REDIS, redis_reachable
+from tests.helpers.s3 import FakeS3
 
 JOBS = 6
 
@@ -37,10 +40,15 @@ def sign_in(http: httpx.Client, device: str) -> tuple[str, dict[str, str]]:
     return str(body["user_id"]), {"Authorization": f"Bearer {body['session']['access_token']}"}
 
 
+def own_host(env: dict[str, str], tmp_path: Path, name: str) -> dict[str, str]:
+    return {**env, "RENDIO_DATA_DIR": str(tmp_path / f"host-{name}")}
+
+
 def apis(stack: ExitStack, env: dict[str, str], tmp_path: Path) -> list[httpx.Client]:
     clients = []
     for name in ("a", "b"):
-        server: LiveServer = start_server(["--no-worker"], env, tmp_path / f"api-{name}.log")
+        host = own_host(env, tmp_path, f"api-{name}")
+        server: LiveServer = start_server(["--no-worker"], host, tmp_path / f"api-{name}.log")
         stack.callback(server.stop)
         clients.append(stack.enter_context(httpx.Client(base_url=server.base_url, timeout=10)))
     return clients
@@ -48,7 +56,8 @@ def apis(stack: ExitStack, env: dict[str, str], tmp_path: Path) -> list[httpx.Cl
 
 def workers(stack: ExitStack, env: dict[str, str], tmp_path: Path) -> None:
     for name in ("1", "2"):
-        process = start_worker(env, tmp_path / f"worker-{name}.log")
+        host = own_host(env, tmp_path, f"worker-{name}")
+        process = start_worker(host, tmp_path / f"worker-{name}.log")
         stack.callback(_stop, process)
 
 
@@ -77,13 +86,16 @@ def workers_that_ran_jobs(database_url: str) -> int:
 
 
 @pytest.fixture
-def shared_env(clean_database: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """One database, one data directory (the local media store and the signing secret; S3
-    storage takes its place across hosts), Redis when the machine has one."""
-    variables = {"RENDIO_WORKER_CONCURRENCY": "1"}
+def shared_env(clean_database: str, tmp_path: Path, s3: FakeS3) -> Iterator[dict[str, str]]:
+    """What the hosts share: the database, a bucket, the signing secret, and Redis when the
+    machine has one."""
+    variables = {
+        f"RENDIO_{name.upper()}": str(value) for name, value in s3.settings(s3.new_bucket()).items()
+    }
+    variables |= {"RENDIO_WORKER_CONCURRENCY": "1", "RENDIO_JWT_SECRET": "r" * 40}
     if redis_reachable():
         variables["RENDIO_REDIS_URL"] = LOCAL_REDIS
-    yield fast_env(clean_database, tmp_path / "shared-data", **variables)
+    yield fast_env(clean_database, tmp_path / "unused", **variables)
 
 
 def test_two_apis_and_two_workers_share_the_work(
@@ -100,14 +112,14 @@ def test_two_apis_and_two_workers_share_the_work(
             assert status["status"] == "completed", status
         assert workers_that_ran_jobs(clean_database) == 2
 
-        # A video stored by one process is served by both APIs, through links either signs.
-        video_from_a = a.get(
-            "/functions/v1/get-video-status", params={"job_id": jobs[0]}, headers=headers
-        ).json()["video_url"]
-        link_b = b.get(
-            "/functions/v1/get-video-status", params={"job_id": jobs[0]}, headers=headers
-        ).json()["video_url"]
-        bodies = [httpx.get(link, timeout=10) for link in (video_from_a, link_b)]
+        # A video stored by a worker on one host is linked by both APIs, and the links work.
+        links = [
+            api.get(
+                "/functions/v1/get-video-status", params={"job_id": jobs[0]}, headers=headers
+            ).json()["video_url"]
+            for api in (a, b)
+        ]
+        bodies = [httpx.get(link, timeout=10) for link in links]
         assert [r.status_code for r in bodies] == [200, 200]
         assert bodies[0].content == bodies[1].content and len(bodies[0].content) > 1000
 

@@ -37,6 +37,9 @@ class CountingStorage:
         path: Path | None = self.inner.local_path(key)
         return path
 
+    def link(self, key: str, base_url: str, lifetime_seconds: int) -> str:
+        return str(self.inner.link(key, base_url, lifetime_seconds))
+
 
 async def ledger_rows(db: AsyncSession) -> int:
     return (await db.execute(text("SELECT count(*) FROM quota_log"))).scalar_one()

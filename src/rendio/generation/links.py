@@ -6,14 +6,13 @@ from __future__ import annotations
 from fastapi import Request
 
 from rendio.generation.services import GenerationServices
-from rendio.platform.storage import signed_url
 
 
 class MediaLinks:
     def __init__(self, request: Request, services: GenerationServices) -> None:
         self._base = services.settings.public_url or str(request.base_url)
-        self._secret = services.secret
+        self._storage = services.storage
         self._lifetime = services.settings.media_url_lifetime
 
     def __call__(self, key: str | None) -> str | None:
-        return signed_url(self._base, self._secret, key, self._lifetime) if key else None
+        return self._storage.link(key, self._base, self._lifetime) if key else None
