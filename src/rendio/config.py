@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     provider_retry_max: float = Field(default=30.0, gt=0, le=600)
     poll_initial: float = Field(default=1.0, gt=0, le=60)
     poll_max: float = Field(default=15.0, gt=0, le=600)
+    result_max_bytes: int = Field(
+        default=500_000_000, ge=1_000, description="Largest provider result copied into storage."
+    )
+    result_timeout: float = Field(
+        default=300.0, gt=0, le=3600, description="Seconds to fetch one provider result."
+    )
 
     apns_key_id: str | None = None
     apns_team_id: str | None = None

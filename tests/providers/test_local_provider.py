@@ -34,7 +34,7 @@ async def wait_completed(provider: LocalProvider, job: GenerationRequest, pid: s
 async def test_a_second_worker_follows_a_render_it_did_not_start(tmp_path: Path) -> None:
     first, second = LocalProvider(), LocalProvider()
     job = request(tmp_path / "job", delay_seconds=1.5)
-    pid = await first.submit(job)
+    pid = (await first.submit(job)).provider_job_id
     polled = await second.poll(pid, job)
     assert polled.status == "running"
     assert second._renders == {}, "the second worker started a render of its own"

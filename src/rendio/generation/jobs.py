@@ -89,17 +89,20 @@ class RunnableJob:
     settings: dict[str, Any]
     image_url: str | None
     options: dict[str, Any]
+    provider_state: dict[str, Any]
 
 
 _INSERT = text(
     "INSERT INTO video_jobs (job_id, user_id, model_id, prompt, settings, image_url, provider, "
-    "credits_used, deadline_at) VALUES (:job_id, :user_id, :model_id, :prompt, "
-    "CAST(:settings AS jsonb), :image_url, :provider, :cost, "
+    "provider_model_id, credits_used, deadline_at) VALUES (:job_id, :user_id, :model_id, "
+    ":prompt, CAST(:settings AS jsonb), :image_url, :provider, "
+    "(SELECT provider_model_id FROM models WHERE id = :model_id), :cost, "
     "now() + make_interval(secs => :deadline))"
 )
 _LOAD = text(
     "SELECT j.status, j.provider, j.provider_job_id, j.deadline_at, j.prompt, j.settings, "
-    "j.image_url, m.provider_model_id, m.options "
+    "j.image_url, COALESCE(j.provider_model_id, m.provider_model_id) AS provider_model_id, "
+    "m.options, j.provider_state "
     "FROM video_jobs j JOIN models m ON m.id = j.model_id WHERE j.job_id = :id"
 )
 _START = text(
@@ -107,8 +110,12 @@ _START = text(
     "WHERE job_id = :id AND status IN ('pending', 'processing') RETURNING job_id"
 )
 _SAVE_PROVIDER_JOB = text(
-    "UPDATE video_jobs SET provider_job_id = :pid, updated_at = now() "
-    "WHERE job_id = :id AND status = 'processing' RETURNING job_id"
+    "UPDATE video_jobs SET provider_job_id = :pid, provider_state = CAST(:state AS jsonb), "
+    "updated_at = now() WHERE job_id = :id AND status = 'processing' RETURNING job_id"
+)
+_BY_PROVIDER_ID = text(
+    "SELECT job_id FROM video_jobs WHERE provider_job_id = :pid AND provider = :provider "
+    "AND status IN ('pending', 'processing')"
 )
 _PROGRESS = text(
     "UPDATE video_jobs SET progress = GREATEST(progress, :progress), updated_at = now() "
@@ -116,7 +123,8 @@ _PROGRESS = text(
 )
 _COMPLETE = text(
     "UPDATE video_jobs SET status = 'completed', progress = 100, video_url = :video, "
-    "thumbnail_url = :thumbnail, completed_at = now(), updated_at = now() "
+    "thumbnail_url = :thumbnail, provider_cost = CAST(:cost AS jsonb), completed_at = now(), "
+    "updated_at = now() "
     "WHERE job_id = :job_id AND status = 'processing' "
     "RETURNING provider, EXTRACT(EPOCH FROM now() - created_at) AS seconds"
 )
@@ -241,6 +249,7 @@ async def load(session: AsyncSession, job_id: uuid.UUID) -> RunnableJob | None:
         settings=dict(row.settings),
         image_url=row.image_url,
         options=dict(row.options or {}),
+        provider_state=dict(row.provider_state or {}),
     )
 
 
@@ -249,10 +258,23 @@ async def start(session: AsyncSession, job_id: uuid.UUID) -> bool:
     return (await session.execute(_START, {"id": job_id})).one_or_none() is not None
 
 
-async def save_provider_job(session: AsyncSession, job_id: uuid.UUID, provider_job_id: str) -> bool:
-    """Remember the provider's id for a processing job; False if it ended meanwhile."""
-    saved = await session.execute(_SAVE_PROVIDER_JOB, {"id": job_id, "pid": provider_job_id})
+async def save_provider_job(
+    session: AsyncSession, job_id: uuid.UUID, provider_job_id: str, state: dict[str, Any]
+) -> bool:
+    """Remember the provider's id for a processing job, and what following it needs; False if
+    it ended meanwhile."""
+    saved = await session.execute(
+        _SAVE_PROVIDER_JOB, {"id": job_id, "pid": provider_job_id, "state": json.dumps(state)}
+    )
     return saved.one_or_none() is not None
+
+
+async def unfinished_by_provider_id(
+    session: AsyncSession, provider: str, provider_job_id: str
+) -> uuid.UUID | None:
+    """The unfinished job a provider knows by this id (a webhook names it so)."""
+    found = await session.execute(_BY_PROVIDER_ID, {"provider": provider, "pid": provider_job_id})
+    return found.scalar_one_or_none()
 
 
 async def report_progress(session: AsyncSession, job_id: uuid.UUID, progress: int) -> None:
@@ -261,14 +283,21 @@ async def report_progress(session: AsyncSession, job_id: uuid.UUID, progress: in
 
 
 async def complete(
-    session: AsyncSession, job_id: uuid.UUID, video_key: str, thumbnail_key: str
+    session: AsyncSession,
+    job_id: uuid.UUID,
+    video_key: str,
+    thumbnail_key: str,
+    provider_cost: dict[str, Any] | None = None,
 ) -> bool:
-    """Mark a processing job completed with its stored files; False if it had already ended."""
-    done = (
-        await session.execute(
-            _COMPLETE, {"job_id": job_id, "video": video_key, "thumbnail": thumbnail_key}
-        )
-    ).one_or_none()
+    """Mark a processing job completed with its stored files (and what the provider says it
+    cost, for the operator); False if it had already ended."""
+    params = {
+        "job_id": job_id,
+        "video": video_key,
+        "thumbnail": thumbnail_key,
+        "cost": json.dumps(provider_cost) if provider_cost is not None else None,
+    }
+    done = (await session.execute(_COMPLETE, params)).one_or_none()
     if done is None:
         return False
     ended = JobEnded(job_id, JobStatus.COMPLETED, done.provider, float(done.seconds))

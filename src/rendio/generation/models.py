@@ -80,6 +80,12 @@ class VideoJob(Timestamps, Base):
     progress: Mapped[int] = mapped_column(server_default=text("0"))
     provider: Mapped[str] = mapped_column(String(32))
     provider_job_id: Mapped[str | None] = mapped_column(Text)
+    # Copied from the model at creation: a later catalog edit does not redirect a running job.
+    provider_model_id: Mapped[str | None] = mapped_column(Text)
+    # What the adapter needs to follow the job (URLs the provider returned, the deployment).
+    provider_state: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # What the provider says the job cost it, in its own units (for the operator).
+    provider_cost: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     video_url: Mapped[str | None] = mapped_column(Text)
     thumbnail_url: Mapped[str | None] = mapped_column(Text)
     credits_used: Mapped[int]

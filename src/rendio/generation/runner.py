@@ -10,10 +10,12 @@ can end goes through a compare-and-swap in `jobs.py`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 import procrastinate
@@ -24,14 +26,40 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rendio.config import Settings
 from rendio.generation import jobs
 from rendio.generation.jobs import ADVANCE_TASK, UNFINISHED, RunnableJob, job_lock
-from rendio.generation.media import UnusableResult, probe_and_thumbnail
+from rendio.generation.media import (
+    ExpiredResult,
+    UnusableResult,
+    as_jpeg,
+    fetch,
+    probe_and_thumbnail,
+)
 from rendio.generation.services import GenerationServices
 from rendio.platform.errors import ErrorCode
 from rendio.platform.services import services_of
-from rendio.providers.base import GenerationRequest, PollResult, ProviderError, VideoProvider
+from rendio.providers.base import (
+    Download,
+    Failure,
+    GenerationRequest,
+    PollResult,
+    ProviderError,
+    VideoProvider,
+)
 
 log = structlog.get_logger("rendio.generation")
 Result = TypeVar("Result")
+
+_FAILURE_CODES = {
+    Failure.REJECTED: ErrorCode.PROVIDER_REJECTED,
+    Failure.TIMED_OUT: ErrorCode.PROVIDER_TIMEOUT,
+    Failure.UNAVAILABLE: ErrorCode.PROVIDER_UNAVAILABLE,
+}
+
+
+def webhook_url(settings: Settings, provider: str) -> str | None:
+    """Where `provider` should call back; None without a public URL (then it is polled)."""
+    if settings.public_url is None:
+        return None
+    return f"{settings.public_url.rstrip('/')}/webhooks/{provider}"
 
 
 def _request(services: GenerationServices, job: RunnableJob) -> GenerationRequest:
@@ -45,6 +73,8 @@ def _request(services: GenerationServices, job: RunnableJob) -> GenerationReques
         image_url=job.image_url,
         options=job.options,
         workdir=services.workdir / str(job.job_id),
+        state=job.provider_state,
+        webhook_url=webhook_url(services.settings, job.provider),
     )
 
 
@@ -112,16 +142,20 @@ async def _submit(
     try:
         async for attempt in _retrying(services.settings):
             with attempt:
-                provider_job_id = await provider.submit(request)
+                submission = await provider.submit(request)
     except ProviderError as error:
         code = ErrorCode.PROVIDER_UNAVAILABLE if error.retryable else ErrorCode.PROVIDER_REJECTED
         await _fail(services, request, code, str(error))
         return False
     saved = await _in_transaction(
-        services, lambda session: jobs.save_provider_job(session, request.job_id, provider_job_id)
+        services,
+        lambda session: jobs.save_provider_job(
+            session, request.job_id, submission.provider_job_id, submission.state
+        ),
     )
     if not saved:  # it ended meanwhile (the sweeper, past its deadline)
-        await _cancel_quietly(provider, provider_job_id, request)
+        followed = dataclasses.replace(request, state=submission.state)
+        await _cancel_quietly(provider, submission.provider_job_id, followed)
         return False
     log.info("job_submitted", job_id=str(request.job_id), provider=provider.name)
     return True
@@ -145,9 +179,8 @@ async def _poll(
         await finish(services, request, result)
         return False
     if result.status == "failed":
-        await _fail(
-            services, request, ErrorCode.PROVIDER_REJECTED, result.error or "provider failed"
-        )
+        code = _FAILURE_CODES[result.failure]
+        await _fail(services, request, code, result.error or "provider failed")
         return False
     await _in_transaction(
         services,
@@ -170,19 +203,29 @@ async def finish(
     thumbnail_key = f"videos/{request.job_id}/{run}/thumbnail.jpg"
     thumbnail = request.workdir / f"thumbnail-{run}.jpg"
     try:
-        if result.video is None or not result.video.is_file():
-            raise UnusableResult("the provider reported no video file")
-        await asyncio.to_thread(probe_and_thumbnail, result.video, thumbnail)
-        await services.storage.put_file(video_key, result.video)
+        video = await _result_file(services, request, result, run)
+        await asyncio.to_thread(probe_and_thumbnail, video, thumbnail)
+        if result.thumbnail is not None:
+            await _provider_thumbnail(services, result.thumbnail, thumbnail)
+        await services.storage.put_file(video_key, video)
         await services.storage.put_file(thumbnail_key, thumbnail)
-    except (OSError, ValueError, UnusableResult) as error:
+    except UnusableResult as error:
+        await _fail(services, request, ErrorCode.PROVIDER_REJECTED, f"unusable result: {error}")
+        return
+    except (ExpiredResult, ProviderError) as error:
+        message = f"the result could not be fetched: {error}"
+        await _fail(services, request, ErrorCode.STORAGE_ERROR, message)
+        return
+    except (OSError, ValueError) as error:
         log.error("job_storage_failed", job_id=str(request.job_id), error=str(error))
         message = f"storing the result failed: {error}"
         await _fail(services, request, ErrorCode.STORAGE_ERROR, message)
         return
     completed = await _in_transaction(
         services,
-        lambda session: jobs.complete(session, request.job_id, video_key, thumbnail_key),
+        lambda session: jobs.complete(
+            session, request.job_id, video_key, thumbnail_key, result.cost
+        ),
     )
     if completed:
         log.info("job_completed", job_id=str(request.job_id))
@@ -190,6 +233,42 @@ async def finish(
     else:
         await services.storage.delete([video_key, thumbnail_key])
         thumbnail.unlink(missing_ok=True)
+
+
+async def _result_file(
+    services: GenerationServices, request: GenerationRequest, result: PollResult, run: str
+) -> Path:
+    """The result as a local file: the provider's own, or fetched (with retries) from it."""
+    if result.download is not None:
+        target = request.workdir / f"result-{run}.mp4"
+        settings = services.settings
+        async for attempt in _retrying(settings):
+            with attempt:
+                await fetch(
+                    result.download,
+                    target,
+                    max_bytes=settings.result_max_bytes,
+                    seconds=settings.result_timeout,
+                )
+        return target
+    if result.video is None or not result.video.is_file():
+        raise UnusableResult("the provider reported no video file")
+    return result.video
+
+
+async def _provider_thumbnail(
+    services: GenerationServices, download: Download, thumbnail: Path
+) -> None:
+    """Use the provider's thumbnail when it is an image we can read; else keep ours (the
+    first frame), because a missing preview is no reason to fail a paid video."""
+    candidate = thumbnail.with_name(thumbnail.name + ".provider")
+    try:
+        await fetch(download, candidate, max_bytes=20_000_000, seconds=60)
+        await asyncio.to_thread(as_jpeg, candidate, thumbnail)
+    except (ExpiredResult, UnusableResult, ProviderError, OSError, ValueError) as error:
+        log.warning("provider_thumbnail_unusable", error=str(error))
+    finally:
+        candidate.unlink(missing_ok=True)
 
 
 async def _cancel_quietly(

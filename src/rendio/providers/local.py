@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
-from rendio.providers.base import GenerationRequest, PollResult, ProviderError
+from rendio.providers.base import GenerationRequest, PollResult, ProviderError, Submission
 from rendio.providers.local_render import RenderSpec, frame_size, render_video
 
 OUTPUT_NAME = "video.mp4"
@@ -76,7 +76,7 @@ class LocalProvider:
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="render")
         self._stopping = threading.Event()
 
-    async def submit(self, request: GenerationRequest) -> str:
+    async def submit(self, request: GenerationRequest) -> Submission:
         key = str(request.job_id)
         simulate = request.options.get("simulate")
         self._submits[key] += 1
@@ -92,7 +92,7 @@ class LocalProvider:
         self._submits.pop(key, None)
         if simulate not in ("hang", "fail"):
             self._start_unless_running(key, request)
-        return key
+        return Submission(key)
 
     def _start_unless_running(self, key: str, request: GenerationRequest) -> bool:
         """Start rendering here unless a render of this job runs (here or in another process)."""
