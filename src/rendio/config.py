@@ -209,9 +209,25 @@ class Settings(BaseSettings):
     rate_limit_per_ip: str = "1200/minute"
 
     fal_key: SecretStr | None = None
+    fal_queue_url: str = "https://queue.fal.run"
+    fal_jwks_url: str = Field(
+        default="https://rest.alpha.fal.ai/.well-known/jwks.json",
+        description="fal's webhook signing keys (Ed25519, JWKS).",
+    )
     openai_api_key: SecretStr | None = None
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="An OpenAI-compatible gateway serving /videos (OpenAI's own shut down).",
+    )
+    openai_webhook_secret: SecretStr | None = None
     runway_api_key: SecretStr | None = None
+    runway_api_url: str = "https://api.dev.runwayml.com"
+    runway_api_version: str = "2024-11-06"
     replicate_api_token: SecretStr | None = None
+    replicate_api_url: str = "https://api.replicate.com"
+    replicate_webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_…; unset means it is fetched from Replicate."
+    )
 
     @field_validator(
         "rate_limit_generate_video",
