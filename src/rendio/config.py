@@ -151,6 +151,9 @@ class Settings(BaseSettings):
         "before the sweeper queues it again.",
     )
     sweep_every: int = Field(default=15, ge=1, le=59, description="Sweeper period, seconds.")
+    provider_timeout: float = Field(
+        default=30.0, gt=0, le=300, description="Seconds one call to a provider's API may take."
+    )
     provider_retries: int = Field(default=3, ge=0, le=10)
     provider_retry_initial: float = Field(default=2.0, gt=0, le=60)
     provider_retry_max: float = Field(default=30.0, gt=0, le=600)

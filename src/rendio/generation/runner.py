@@ -110,7 +110,11 @@ def _retrying(settings: Settings) -> AsyncIterator[stamina.Attempt]:
     )
 
 
-async def advance_job(context: procrastinate.JobContext, job_id: str, polls: int = 0) -> None:
+async def advance_job(
+    context: procrastinate.JobContext, job_id: str, polls: int = 0, look_now: bool = False
+) -> None:
+    """One step of a job. A `look_now` run (a webhook asked for it) polls once and queues
+    nothing: the job's own chain of scheduled looks goes on, and stops once the job ended."""
     services = services_of(context.additional_context, GenerationServices)
     job = await _in_transaction(services, lambda session: jobs.load(session, uuid.UUID(job_id)))
     if job is None or job.status not in UNFINISHED:
@@ -126,10 +130,10 @@ async def advance_job(context: procrastinate.JobContext, job_id: str, polls: int
         await _fail(services, request, ErrorCode.PROVIDER_TIMEOUT, "deadline passed")
         return
     if job.provider_job_id is None:
-        if await _submit(services, provider, request):
+        if not look_now and await _submit(services, provider, request):
             await _again(context, services, job, polls=0)
         return
-    if await _poll(services, provider, request, job.provider_job_id):
+    if await _poll(services, provider, request, job.provider_job_id) and not look_now:
         await _again(context, services, job, polls=polls + 1)
 
 

@@ -83,3 +83,22 @@ async def start_generation(
         credits_used=model.cost_per_generation,
         credits_remaining=remaining,
     )
+
+
+# A look-now task outranks the job's scheduled next look (procrastinate runs a lock's tasks by
+# priority, then age), so a webhook is acted on at once instead of after the current wait.
+LOOK_NOW_PRIORITY = 1
+
+
+async def look_now(session: AsyncSession, job_id: uuid.UUID) -> bool:
+    """Have a worker look at the job now (a provider said it changed), through the same step
+    as a scheduled poll, so a webhook can never end a job differently from polling. At most
+    one such look waits per job; False if one already does."""
+    return await defer_in_transaction(
+        session,
+        ADVANCE_TASK,
+        {"job_id": str(job_id), "look_now": True},
+        lock=job_lock(job_id),
+        priority=LOOK_NOW_PRIORITY,
+        queueing_lock=f"look-now:{job_id}",
+    )

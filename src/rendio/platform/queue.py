@@ -16,6 +16,7 @@ from typing import Any
 import procrastinate
 from procrastinate.schema import SchemaManager
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.platform.db import libpq_url
@@ -43,8 +44,8 @@ def create_queue(url: str, register: Registration) -> procrastinate.App:
 
 
 _DEFER = text(
-    "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, :lock, NULL, "
-    "CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
+    "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, :priority, :lock, "
+    ":queueing_lock, CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
 )
 
 
@@ -55,13 +56,30 @@ async def defer_in_transaction(
     *,
     lock: str | None = None,
     queue: str = "default",
-) -> None:
+    priority: int = 0,
+    queueing_lock: str | None = None,
+) -> bool:
     """Queue a task inside the caller's transaction: if it rolls back, the task never existed.
 
     (procrastinate's own `defer` uses its own connection, which would let work escape a
     rolled-back request.) Workers are woken by the queue's NOTIFY when the transaction commits.
+    With a `queueing_lock`, a task already waiting under it means this one is not queued
+    (False); a savepoint keeps that refusal from aborting the caller's transaction.
     """
-    await session.execute(
-        _DEFER,
-        {"queue": queue, "task": task_name, "lock": lock, "args": json.dumps(args)},
-    )
+    params = {
+        "queue": queue,
+        "task": task_name,
+        "priority": priority,
+        "lock": lock,
+        "queueing_lock": queueing_lock,
+        "args": json.dumps(args),
+    }
+    if queueing_lock is None:
+        await session.execute(_DEFER, params)
+        return True
+    try:
+        async with session.begin_nested():
+            await session.execute(_DEFER, params)
+    except IntegrityError:
+        return False
+    return True

@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 from rendio.config import Settings
 from rendio.providers.base import VideoProvider
+from rendio.providers.fal import FalProvider
 from rendio.providers.local import LocalProvider
 
 ADAPTERS: dict[str, Callable[[Settings], VideoProvider]] = {
     "local": lambda settings: LocalProvider(max_parallel=settings.worker_concurrency),
+    "fal": FalProvider,
 }
 
 
