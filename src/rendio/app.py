@@ -34,6 +34,7 @@ from rendio.platform.queue import create_queue
 from rendio.push.endpoints import router as push_router
 from rendio.services import build_services
 from rendio.tasks import registration
+from rendio.webhooks.endpoints import router as provider_webhooks
 from rendio.worker import COMPONENT as WORKER
 from rendio.worker import run_worker as worker_loop
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     app.include_router(accounts_router, dependencies=functions_gate)
     app.include_router(credits_router, dependencies=functions_gate)
     app.include_router(credits_webhooks)
+    app.include_router(provider_webhooks)
     app.include_router(generation_router, dependencies=functions_gate)
     app.include_router(history_router, dependencies=functions_gate)
     app.include_router(push_router, dependencies=functions_gate)

@@ -27,10 +27,13 @@ from rendio.platform.storage import build_storage
 from rendio.providers.registry import build_providers, offered_providers
 from rendio.push.apns import ApnsClient
 from rendio.push.services import PushServices
+from rendio.webhooks.services import WebhookServices, build_verifiers
 
 
 @dataclass(frozen=True)
-class Services(PushServices, GenerationServices, CreditsServices, IdentityServices):
+class Services(
+    PushServices, WebhookServices, GenerationServices, CreditsServices, IdentityServices
+):
     async def aclose(self) -> None:
         await self.device_verifier.aclose()
         if self.apns is not None:
@@ -71,4 +74,5 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
         offered_providers=frozenset(offered_providers(settings)),
         providers=build_providers(settings),
         apns=ApnsClient(settings) if settings.push_configured else None,
+        verifiers=build_verifiers(settings),
     )

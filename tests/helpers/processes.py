@@ -88,8 +88,10 @@ class LiveServer:
         return self.process.returncode
 
 
-def start_server(args: list[str], env: dict[str, str], log: Path) -> LiveServer:
-    port = free_port()
+def start_server(
+    args: list[str], env: dict[str, str], log: Path, port: int | None = None
+) -> LiveServer:
+    port = port or free_port()
     handle = log.open("wb")
     process = subprocess.Popen(
         [*rendio_command(), "serve", "--port", str(port), *args],
@@ -109,10 +111,10 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def fast_env(database_url: str, data_dir: Path, **variables: str) -> dict[str, str]:
-    """A service environment whose worker reacts in tenths of a second."""
+    """A service environment whose worker reacts in tenths of a second (`variables` win)."""
+    fast = {f"RENDIO_{name.upper()}": str(value) for name, value in FAST_WORKER.items()}
     return service_env(
         RENDIO_DATABASE_URL=database_url,
         RENDIO_DATA_DIR=str(data_dir),
-        **{f"RENDIO_{name.upper()}": str(value) for name, value in FAST_WORKER.items()},
-        **variables,
+        **(fast | variables),
     )

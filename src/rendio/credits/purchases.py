@@ -8,10 +8,10 @@ what it could not take is recorded as `refund_shortfall` on the purchase and on 
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from appstoreserverlibrary.models.JWSTransactionDecodedPayload import (
     JWSTransactionDecodedPayload,
@@ -29,6 +29,7 @@ from rendio.credits.models import Purchase
 from rendio.credits.products import ProductList
 from rendio.ledger import service as ledger
 from rendio.ledger.service import Reason
+from rendio.platform.deliveries import mark_processed, record_delivery
 from rendio.platform.errors import NotFound, PurchaseInvalid
 
 SOURCE = "app-store"
@@ -43,15 +44,6 @@ _NEW_PURCHASE = text(
     "ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id"
 )
 _LOCK_BUYER = text("SELECT merged_into FROM users WHERE id = :id FOR UPDATE")
-_RECORD_DELIVERY = text(
-    "INSERT INTO webhook_deliveries (source, delivery_id, event_type, payload) "
-    "VALUES (:source, :delivery, :kind, CAST(:payload AS jsonb)) "
-    "ON CONFLICT (source, delivery_id) DO NOTHING RETURNING id"
-)
-_DELIVERY_PROCESSED = text(
-    "UPDATE webhook_deliveries SET status = 'processed', processed_at = now(), "
-    "error = NULL WHERE id = :id"
-)
 _TOMBSTONE = text(
     "INSERT INTO purchases (transaction_id, original_transaction_id, user_id, "
     "product_id, credits, environment, status, purchased_at) "
@@ -169,17 +161,7 @@ async def handle_notification(
     _check_shape(notification)
     delivery_id = notification.notificationUUID or ""
     kind = notification.rawNotificationType or "UNKNOWN"
-    recorded = (
-        await session.execute(
-            _RECORD_DELIVERY,
-            {
-                "source": SOURCE,
-                "delivery": delivery_id,
-                "kind": kind,
-                "payload": _summary_json(notification),
-            },
-        )
-    ).scalar_one_or_none()
+    recorded = await record_delivery(session, SOURCE, delivery_id, kind, _summary(notification))
     if recorded is None:
         return "duplicate"
 
@@ -195,10 +177,7 @@ async def handle_notification(
             outcome = await _restore(session, transaction.transactionId or "", delivery_id)
     elif notification.notificationType == NotificationTypeV2.TEST:
         outcome = "test"
-    await session.execute(
-        _DELIVERY_PROCESSED,
-        {"id": recorded},
-    )
+    await mark_processed(session, recorded)
     return outcome
 
 
@@ -223,17 +202,15 @@ def _check_shape(notification: ResponseBodyV2DecodedPayload) -> None:
         raise Unverifiable("malformed notification")
 
 
-def _summary_json(notification: ResponseBodyV2DecodedPayload) -> str:
+def _summary(notification: ResponseBodyV2DecodedPayload) -> dict[str, Any]:
     """What we keep of a notification: its identity, not the signed blobs."""
     data = notification.data
-    return json.dumps(
-        {
-            "notification_type": notification.rawNotificationType,
-            "subtype": notification.rawSubtype,
-            "signed_date": notification.signedDate,
-            "environment": data.rawEnvironment if data else None,
-        }
-    )
+    return {
+        "notification_type": notification.rawNotificationType,
+        "subtype": notification.rawSubtype,
+        "signed_date": notification.signedDate,
+        "environment": data.rawEnvironment if data else None,
+    }
 
 
 async def _locked_purchase(session: AsyncSession, transaction_id: str) -> Purchase | None:
