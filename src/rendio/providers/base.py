@@ -21,8 +21,10 @@ class ProviderError(Exception):
     """A provider call failed. `retryable` errors (408, 429, 5xx, network) are tried again
     with backoff; others end the job at once."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
         self.retryable = retryable
+        # The provider's HTTP status, when it answered one.
+        self.status = status
         super().__init__(message)
 
 

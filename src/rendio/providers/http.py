@@ -44,6 +44,7 @@ class ProviderHttp:
             raise ProviderError(
                 f"{self.name} answered {response.status_code}: {snippet}",
                 retryable=_retryable(response.status_code),
+                status=response.status_code,
             )
         return response
 

@@ -57,12 +57,15 @@ _TIMEOUT_WORDS = ("timeout", "timed_out")
 class OpenAiVideosProvider:
     name = "openai"
 
-    def __init__(self, settings: Settings, *, timeout: float = 30.0) -> None:
+    def __init__(self, settings: Settings) -> None:
         assert settings.openai_api_key is not None  # offered only when keyed
         self._base_url = settings.openai_base_url.rstrip("/")
         self._authorization = f"Bearer {settings.openai_api_key.get_secret_value()}"
         self._http = ProviderHttp(
-            "openai", self._base_url, {"Authorization": self._authorization}, timeout=timeout
+            "openai",
+            self._base_url,
+            {"Authorization": self._authorization},
+            timeout=settings.provider_timeout,
         )
 
     async def submit(self, request: GenerationRequest) -> Submission:

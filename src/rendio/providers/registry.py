@@ -9,10 +9,14 @@ from rendio.config import Settings
 from rendio.providers.base import VideoProvider
 from rendio.providers.fal import FalProvider
 from rendio.providers.local import LocalProvider
+from rendio.providers.openai_videos import OpenAiVideosProvider
+from rendio.providers.runway import RunwayProvider
 
 ADAPTERS: dict[str, Callable[[Settings], VideoProvider]] = {
     "local": lambda settings: LocalProvider(max_parallel=settings.worker_concurrency),
     "fal": FalProvider,
+    "runway": RunwayProvider,
+    "openai": OpenAiVideosProvider,
 }
 
 

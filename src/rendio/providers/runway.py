@@ -87,7 +87,7 @@ class RunwayProvider:
         try:
             await self._http.call("DELETE", self._task_url(provider_job_id, request))
         except ProviderError as error:
-            if not _is_not_found(error):
+            if error.status != 404:  # already gone: nothing to cancel
                 raise
 
     async def aclose(self) -> None:
@@ -197,8 +197,3 @@ def _cost(task: dict[str, Any]) -> dict[str, Any] | None:
     cost = task.get("cost")
     credits = cost.get("credits") if isinstance(cost, dict) else None
     return {"credits": credits} if credits is not None else None
-
-
-def _is_not_found(error: ProviderError) -> bool:
-    """ProviderHttp reports a 404 only in its message (`runway answered 404: …`)."""
-    return str(error).startswith("runway answered 404")
