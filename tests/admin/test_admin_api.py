@@ -272,6 +272,12 @@ async def test_set_model_changes_what_clients_are_offered_and_the_price(
     )
     assert off.status_code == 200
     assert LOCAL_ID not in [m["id"] for m in (await client.get(f"{F}/get-models")).json()["models"]]
+    per_second = await client.post(
+        f"{F}/admin-set-model",
+        json={"model_id": "fal-veo-3-fast", "price": 3},
+        headers=admin.headers,
+    )
+    assert per_second.status_code == 422 and "per second" in per_second.text
     rows = await audit_rows(db)
     assert [str(row.target_model_id) for row in rows] == [LOCAL_ID, LOCAL_ID]
     assert rows[0].before["cost_per_generation"] != 4 and rows[0].after["cost_per_generation"] == 4

@@ -25,8 +25,14 @@ async def test_only_the_local_model_is_offered_without_provider_keys(
     assert local["id"] == LOCAL_ID
     assert set(local) == {
         "id", "slug", "name", "category", "description", "cost_per_generation",
-        "provider", "is_featured", "thumbnail_url", "settings",
+        "cost_per_second", "prices", "provider", "is_featured", "thumbnail_url", "settings",
     }  # fmt: skip
+    assert local["cost_per_second"] is None
+    assert {(p["duration"], p["resolution"], p["credits"]) for p in local["prices"]} == {
+        (duration, resolution, 1)
+        for duration in local["settings"]["durations"]
+        for resolution in local["settings"]["resolutions"]
+    }
     assert local["settings"]["default_duration"] in local["settings"]["durations"]
     assert local["settings"]["default_aspect_ratio"] in local["settings"]["aspect_ratios"]
     assert local["settings"]["default_resolution"] in local["settings"]["resolutions"]
@@ -60,14 +66,18 @@ async def test_models_come_featured_first_then_by_name(
     assert names == ["Rendio Local Preview", "Zulu", "Alpha", "Beta"]
 
 
-async def test_keyed_providers_without_an_adapter_are_not_offered(
+async def test_a_keyed_provider_s_models_are_offered_with_the_price_of_every_option(
     make_settings: SettingsFactory,
 ) -> None:
-    """A key alone does not make a provider runnable; its models appear with its adapter."""
-    settings: Settings = make_settings(fal_key="k", openai_api_key="k", replicate_api_token="k")
+    settings: Settings = make_settings(fal_key="k", runway_api_key="k")
     async for client in open_client(create_app(settings, settings.database_url or "")):
         models = (await client.get("/functions/v1/get-models")).json()["models"]
-    assert {m["provider"] for m in models} == set(offered_providers(settings)) == {"local"}
+    assert {m["provider"] for m in models} == set(offered_providers(settings))
+    assert set(offered_providers(settings)) == {"local", "fal", "runway"}
+    [veo] = [m for m in models if m["slug"] == "fal-veo-3-fast"]
+    assert veo["cost_per_second"] == {"720p": 2, "1080p": 3}
+    assert veo["cost_per_generation"] == 16  # the default settings: 8 s at 720p
+    assert {(p["resolution"], p["credits"]) for p in veo["prices"]} == {("720p", 16), ("1080p", 24)}
 
 
 async def test_disabled_models_are_hidden(client: httpx.AsyncClient, db: AsyncSession) -> None:

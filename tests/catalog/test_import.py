@@ -148,7 +148,8 @@ def test_list_shows_enabled_and_offered(clean_database: str) -> None:
     assert "sora-2" in result.stdout
     assert "no (no provider key)" in result.stdout
     keyed = run_cli(clean_database, "models", "list", RENDIO_FAL_KEY="k")
-    assert "no (no adapter yet)" in keyed.stdout
+    [kling] = [line for line in keyed.stdout.splitlines() if "fal-kling-2-1" in line]
+    assert "yes" in kling
 
 
 def test_upsert_is_one_transaction(clean_database: str) -> None:

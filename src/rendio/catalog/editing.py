@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.catalog.models import VideoModel
-from rendio.platform.errors import NotFound
+from rendio.platform.errors import NotFound, ValidationFailed
 
 # What the audit trail records of a model before and after a change.
 SHOWN = ("id", "slug", "name", "provider", "cost_per_generation", "is_available", "is_featured")
@@ -40,6 +40,9 @@ async def update_model(
     if found is None:
         raise NotFound({"model_id": model})
     before = _shown(found)
+    if "cost_per_generation" in changes and found.cost_per_second is not None:
+        problem = "this model is priced per second; change cost_per_second in its catalog file"
+        raise ValidationFailed({"fields": [{"field": "price", "problem": problem}]})
     if changes:
         await session.execute(update(VideoModel).where(VideoModel.id == found.id).values(**changes))
     return before, before | changes

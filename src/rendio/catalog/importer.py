@@ -26,6 +26,7 @@ _UPDATABLE = (
     "provider",
     "provider_model_id",
     "cost_per_generation",
+    "cost_per_second",
     "is_featured",
     "is_available",
     "thumbnail_url",

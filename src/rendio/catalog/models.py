@@ -30,6 +30,7 @@ class VideoModel(Timestamps, Base):
     provider: Mapped[str] = mapped_column(String(32))
     provider_model_id: Mapped[str] = mapped_column(Text)
     cost_per_generation: Mapped[int]
+    cost_per_second: Mapped[dict[str, int] | None] = mapped_column(JSONB)
     is_featured: Mapped[bool] = mapped_column(server_default=text("false"))
     is_available: Mapped[bool] = mapped_column(server_default=text("true"))
     thumbnail_url: Mapped[str | None] = mapped_column(Text)

@@ -27,6 +27,8 @@ class ModelSettings(BaseModel):
     default_aspect_ratio: str
     resolutions: list[str] = Field(min_length=1)
     default_resolution: str
+    # Whether a request may (or must) bring `image_url`: image-to-video models say so.
+    image_input: Literal["none", "optional", "required"] = "none"
 
     @model_validator(mode="after")
     def _defaults_are_offered(self) -> Self:
@@ -60,13 +62,51 @@ class CatalogEntry(BaseModel):
     description: str = Field(default="", max_length=2000)
     provider: Provider
     provider_model_id: str = Field(min_length=1, max_length=500)
-    cost_per_generation: int = Field(ge=1, le=100_000)
+    # Flat credits per job, or credits per second of video by resolution (then the flat price
+    # is derived: the price of the default settings, shown to clients that know no better).
+    cost_per_generation: int | None = Field(default=None, ge=1, le=100_000)
+    cost_per_second: dict[str, int] | None = None
     is_featured: bool = False
     is_available: bool = True
     thumbnail_url: HttpUrl | None = None
     settings: ModelSettings
     options: dict[str, Any] = Field(default_factory=dict)
     deadline_seconds: int = Field(default=600, ge=10, le=86_400)
+
+    @model_validator(mode="after")
+    def _one_price(self) -> Self:
+        if (self.cost_per_generation is None) == (self.cost_per_second is None):
+            raise ValueError("give exactly one of cost_per_generation and cost_per_second")
+        if self.cost_per_second is not None:
+            missing = set(self.settings.resolutions) - set(self.cost_per_second)
+            if missing:
+                raise ValueError(f"cost_per_second has no price for {sorted(missing)}")
+            if any(not 1 <= credits <= 10_000 for credits in self.cost_per_second.values()):
+                raise ValueError("cost_per_second prices must be between 1 and 10000")
+            self.cost_per_generation = price(
+                self.cost_per_generation,
+                self.cost_per_second,
+                self.settings.default_duration,
+                self.settings.default_resolution,
+            )
+        return self
+
+
+def price(
+    flat: int | None, per_second: dict[str, int] | None, duration: int, resolution: str
+) -> int:
+    """What one job with these settings costs: per second of video at its resolution when the
+    model is priced so (what providers bill), else the flat price."""
+    if per_second is not None:
+        return per_second[resolution] * duration
+    assert flat is not None
+    return flat
+
+
+class PriceOption(BaseModel):
+    duration: int
+    resolution: str
+    credits: int
 
 
 class CatalogFile(BaseModel):
@@ -93,6 +133,9 @@ class ModelOut(BaseModel):
     category: str
     description: str
     cost_per_generation: int
+    cost_per_second: dict[str, int] | None
+    # The price of every duration and resolution the model offers.
+    prices: list[PriceOption]
     provider: str
     is_featured: bool
     thumbnail_url: str | None

@@ -11,7 +11,20 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.catalog.models import VideoModel
-from rendio.catalog.schemas import ModelOut, ModelsOut
+from rendio.catalog.schemas import ModelOut, ModelsOut, PriceOption, price
+
+
+def _prices(model: VideoModel) -> list[PriceOption]:
+    settings = model.settings
+    return [
+        PriceOption(
+            duration=duration,
+            resolution=resolution,
+            credits=price(model.cost_per_generation, model.cost_per_second, duration, resolution),
+        )
+        for resolution in settings["resolutions"]
+        for duration in settings["durations"]
+    ]
 
 
 async def available_models(session: AsyncSession, offered: frozenset[str]) -> ModelsOut:
@@ -21,7 +34,20 @@ async def available_models(session: AsyncSession, offered: frozenset[str]) -> Mo
         .where(VideoModel.is_available, VideoModel.provider.in_(offered))
         .order_by(VideoModel.is_featured.desc(), VideoModel.name, VideoModel.slug)
     )
-    return ModelsOut(models=[ModelOut.model_validate(row, from_attributes=True) for row in rows])
+    return ModelsOut(
+        models=[
+            ModelOut.model_validate(
+                {**_columns(row), "prices": _prices(row)}, from_attributes=False
+            )
+            for row in rows
+        ]
+    )
+
+
+def _columns(model: VideoModel) -> dict[str, Any]:
+    return {
+        column: getattr(model, column) for column in ModelOut.model_fields if column != "prices"
+    }
 
 
 @dataclass(frozen=True)
@@ -30,13 +56,23 @@ class Offer:
 
     provider: str
     cost_per_generation: int
+    cost_per_second: dict[str, int] | None
     settings: dict[str, Any]
     deadline_seconds: int
 
+    def price(self, chosen: dict[str, Any]) -> int:
+        """The credits a job with these (validated) settings costs."""
+        return price(
+            self.cost_per_generation,
+            self.cost_per_second,
+            int(chosen["duration"]),
+            str(chosen["resolution"]),
+        )
+
 
 _OFFER = text(
-    "SELECT provider, cost_per_generation, settings, deadline_seconds, is_available "
-    "FROM models WHERE id = :id"
+    "SELECT provider, cost_per_generation, cost_per_second, settings, deadline_seconds, "
+    "is_available FROM models WHERE id = :id"
 )
 
 
@@ -47,7 +83,13 @@ async def offer(
     row = (await session.execute(_OFFER, {"id": model_id})).one_or_none()
     if row is None or not row.is_available or row.provider not in offered:
         return None
-    return Offer(row.provider, row.cost_per_generation, row.settings, row.deadline_seconds)
+    return Offer(
+        row.provider,
+        row.cost_per_generation,
+        row.cost_per_second,
+        row.settings,
+        row.deadline_seconds,
+    )
 
 
 def strong_etag(body: bytes) -> str:

@@ -5,12 +5,26 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
 
 from rendio.platform import i18n
 
 MAX_PROMPT = 2000
+MAX_IMAGE_URL = 2048
+
+
+def _https_only(url: HttpUrl) -> HttpUrl:
+    """Providers fetch the image themselves; an https URL of sane length is all we pass on."""
+    if url.scheme != "https":
+        raise ValueError("must be an https URL")
+    if len(str(url)) > MAX_IMAGE_URL:
+        raise ValueError(f"must be at most {MAX_IMAGE_URL} characters")
+    return url
+
+
+ImageUrl = Annotated[HttpUrl, AfterValidator(_https_only)]
 
 
 class GenerationSettings(BaseModel):
@@ -29,7 +43,11 @@ class GenerateIn(BaseModel):
     model_id: uuid.UUID
     prompt: str  # checked by clean_prompt: ERR_4003, not ERR_4013
     settings: GenerationSettings = Field(default_factory=GenerationSettings)
-    image_url: HttpUrl | None = None
+    image_url: ImageUrl | None = Field(
+        default=None,
+        description="An https image for image-to-video models; passed to the provider, "
+        "never fetched by us.",
+    )
     user_id: uuid.UUID | None = Field(
         default=None, description="Ignored when it is the caller's id; refused otherwise."
     )

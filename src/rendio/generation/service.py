@@ -43,6 +43,19 @@ def _resolve_settings(allowed: dict[str, Any], asked: dict[str, Any]) -> dict[st
     return resolved
 
 
+def _image_for(allowed: dict[str, Any], image_url: str | None) -> str | None:
+    """The request's image if the model takes one (ERR_4013 if it does not, or needs one)."""
+    accepts = allowed.get("image_input", "none")
+    problem = None
+    if image_url is not None and accepts == "none":
+        problem = "this model does not take an image"
+    elif image_url is None and accepts == "required":
+        problem = "this model needs an image"
+    if problem is not None:
+        raise ValidationFailed({"fields": [{"field": "image_url", "problem": problem}]})
+    return image_url
+
+
 async def start_generation(
     session: AsyncSession, user_id: uuid.UUID, body: GenerateIn, offered: frozenset[str]
 ) -> GenerateOut:
@@ -54,6 +67,8 @@ async def start_generation(
     if model is None:
         raise ModelUnavailable({"model_id": str(body.model_id)})
     settings = _resolve_settings(model.settings, body.settings.model_dump())
+    image_url = _image_for(model.settings, str(body.image_url) if body.image_url else None)
+    cost = model.price(settings)
 
     job_id = await jobs.insert(
         session,
@@ -61,15 +76,15 @@ async def start_generation(
         model_id=body.model_id,
         prompt=prompt,
         settings=settings,
-        image_url=str(body.image_url) if body.image_url else None,
+        image_url=image_url,
         provider=model.provider,
-        cost=model.cost_per_generation,
+        cost=cost,
         deadline_seconds=model.deadline_seconds,
     )
     remaining = await ledger.deduct(
         session,
         user_id,
-        model.cost_per_generation,
+        cost,
         reason=Reason.GENERATION,
         transaction_id=f"generation:{job_id}",
         job_id=job_id,
@@ -80,7 +95,7 @@ async def start_generation(
     return GenerateOut(
         job_id=job_id,
         status=JobStatus.PENDING,
-        credits_used=model.cost_per_generation,
+        credits_used=cost,
         credits_remaining=remaining,
     )
 
