@@ -154,6 +154,18 @@ class Settings(BaseSettings):
     provider_timeout: float = Field(
         default=30.0, gt=0, le=300, description="Seconds one call to a provider's API may take."
     )
+    provider_max_in_flight: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Jobs one provider works on at once, all workers together; others wait.",
+    )
+    provider_queue_timeout: float = Field(
+        default=3600.0,
+        ge=10,
+        le=7 * 86_400,
+        description="Seconds a job may wait for a provider slot before it is refunded.",
+    )
     provider_retries: int = Field(default=3, ge=0, le=10)
     provider_retry_initial: float = Field(default=2.0, gt=0, le=60)
     provider_retry_max: float = Field(default=30.0, gt=0, le=600)

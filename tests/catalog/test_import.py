@@ -146,7 +146,7 @@ def test_list_shows_enabled_and_offered(clean_database: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "rendio-local" in result.stdout
     assert "sora-2" in result.stdout
-    assert "no (no provider key)" in result.stdout
+    assert "no (RENDIO_FAL_KEY not set)" in result.stdout
     keyed = run_cli(clean_database, "models", "list", RENDIO_FAL_KEY="k")
     [kling] = [line for line in keyed.stdout.splitlines() if "fal-kling-2-1" in line]
     assert "yes" in kling

@@ -21,7 +21,7 @@ from rendio.cli.common import (
     fail,
     settings_from,
 )
-from rendio.config import Settings, SettingsError
+from rendio.config import SettingsError
 
 if TYPE_CHECKING:
     pass
@@ -38,6 +38,13 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Manage the model catalog.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+# The setting that makes each provider's models offered.
+PROVIDER_KEYS = {
+    "fal": "RENDIO_FAL_KEY",
+    "openai": "RENDIO_OPENAI_API_KEY",
+    "runway": "RENDIO_RUNWAY_API_KEY",
+    "replicate": "RENDIO_REPLICATE_API_TOKEN",
+}
 credits_app = typer.Typer(help="Inspect the credit ledger.", no_args_is_help=True)
 app.add_typer(credits_app, name="credits")
 app.add_typer(admin_app, name="admin")
@@ -157,29 +164,33 @@ def models_list(data_dir: DataDir = None) -> None:
         order = (VideoModel.is_featured.desc(), VideoModel.name)
         rows = conn.execute(select(VideoModel).order_by(*order)).all()
     runnable = set(offered_providers(settings))
-    table = Table("slug", "name", "provider", "cost", "enabled", "offered")
+    table = Table("slug", "name", "provider", "credits", "enabled", "offered")
     for row in rows:
+        per_second = row.cost_per_second
+        cost = (
+            ", ".join(f"{credits}/s at {resolution}" for resolution, credits in per_second.items())
+            if per_second
+            else str(row.cost_per_generation)
+        )
         table.add_row(
             row.slug,
             row.name,
             row.provider,
-            str(row.cost_per_generation),
+            cost,
             "yes" if row.is_available else "no",
-            _offered(row.is_available, row.provider, runnable, settings),
+            _offered(row.is_available, row.provider, runnable),
         )
     console.print(table)
 
 
-def _offered(enabled: bool, provider: str, runnable: set[str], settings: Settings) -> str:
+def _offered(enabled: bool, provider: str, runnable: set[str]) -> str:
+    """Whether clients are offered a model, and if not, what to change."""
     if not enabled:
-        return "no"
+        return "no (switched off)"
     if provider in runnable:
         return "yes"
-    return (
-        "no (no provider key)"
-        if not settings.provider_configured(provider)
-        else "no (no adapter yet)"
-    )
+    setting = PROVIDER_KEYS.get(provider, "its key")
+    return f"no ({setting} not set)"
 
 
 @credits_app.command("verify")

@@ -51,7 +51,13 @@ async def generate_video(
         return JSONResponse(
             stored.body, status_code=stored.status_code, headers={idempotency.REPLAY_HEADER: "true"}
         )
-    started = await start_generation(session, caller.user.id, body, services.offered_providers)
+    started = await start_generation(
+        session,
+        caller.user.id,
+        body,
+        services.offered_providers,
+        services.settings.provider_queue_timeout,
+    )
     answer = idempotency.StoredAnswer(200, started.model_dump(mode="json"))
     await idempotency.remember(
         session,

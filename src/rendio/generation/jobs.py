@@ -94,10 +94,10 @@ class RunnableJob:
 
 _INSERT = text(
     "INSERT INTO video_jobs (job_id, user_id, model_id, prompt, settings, image_url, provider, "
-    "provider_model_id, credits_used, deadline_at) VALUES (:job_id, :user_id, :model_id, "
-    ":prompt, CAST(:settings AS jsonb), :image_url, :provider, "
-    "(SELECT provider_model_id FROM models WHERE id = :model_id), :cost, "
-    "now() + make_interval(secs => :deadline))"
+    "provider_model_id, credits_used, deadline_seconds, deadline_at) VALUES (:job_id, :user_id, "
+    ":model_id, :prompt, CAST(:settings AS jsonb), :image_url, :provider, "
+    "(SELECT provider_model_id FROM models WHERE id = :model_id), :cost, :deadline, "
+    "now() + make_interval(secs => :wait))"
 )
 _LOAD = text(
     "SELECT j.status, j.provider, j.provider_job_id, j.deadline_at, j.prompt, j.settings, "
@@ -105,9 +105,31 @@ _LOAD = text(
     "m.options, j.provider_state "
     "FROM video_jobs j JOIN models m ON m.id = j.model_id WHERE j.job_id = :id"
 )
-_START = text(
-    "UPDATE video_jobs SET status = 'processing', updated_at = now() "
-    "WHERE job_id = :id AND status IN ('pending', 'processing') RETURNING job_id"
+_STATUS_OF = text("SELECT status FROM video_jobs WHERE job_id = :id")
+_LOCK_PROVIDER_SLOTS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('provider-slots:' || :provider, 0))"
+)
+# A waiting job starts when it is among the first `free slots` waiting jobs of its provider in
+# fair order: owners with fewer jobs in flight there first, then the oldest. Its deadline
+# starts now. Callers hold the provider's slot lock, so two starts never count the same slot.
+_START_IF_FREE = text(
+    """
+    WITH flying AS (
+        SELECT user_id, count(*) AS n FROM video_jobs
+        WHERE provider = :provider AND status = 'processing' GROUP BY user_id
+    ), free AS (
+        SELECT :capacity - COALESCE((SELECT sum(n) FROM flying), 0) AS slots
+    ), turn AS (
+        SELECT j.job_id FROM video_jobs j LEFT JOIN flying f ON f.user_id = j.user_id
+        WHERE j.provider = :provider AND j.status = 'pending'
+        ORDER BY COALESCE(f.n, 0), j.created_at, j.job_id
+        LIMIT GREATEST((SELECT slots FROM free), 0)
+    )
+    UPDATE video_jobs SET status = 'processing', updated_at = now(),
+        deadline_at = now() + make_interval(secs => COALESCE(deadline_seconds, 600))
+    WHERE job_id = :id AND status = 'pending' AND job_id IN (SELECT job_id FROM turn)
+    RETURNING job_id
+    """
 )
 _SAVE_PROVIDER_JOB = text(
     "UPDATE video_jobs SET provider_job_id = :pid, provider_state = CAST(:state AS jsonb), "
@@ -182,7 +204,7 @@ _PURGE_DELETED = text(
     ") RETURNING video_url, thumbnail_url"
 )
 _OVERDUE = text(
-    "SELECT job_id FROM video_jobs WHERE status IN ('pending', 'processing') "
+    "SELECT job_id, status FROM video_jobs WHERE status IN ('pending', 'processing') "
     "AND deadline_at < now() - make_interval(secs => :grace)"
 )
 # Unfinished, untouched for a while, and with no task queued or running for it.
@@ -214,8 +236,10 @@ async def insert(
     provider: str,
     cost: int,
     deadline_seconds: int,
+    wait_seconds: float,
 ) -> uuid.UUID:
-    """A new `pending` job; the caller charges for it and queues it in the same transaction."""
+    """A new `pending` job; the caller charges for it and queues it in the same transaction.
+    Until it is submitted its deadline is the longest it may wait for a provider slot."""
     job_id = uuid.uuid4()
     await session.execute(
         _INSERT,
@@ -229,6 +253,7 @@ async def insert(
             "provider": provider,
             "cost": cost,
             "deadline": deadline_seconds,
+            "wait": wait_seconds,
         },
     )
     return job_id
@@ -253,9 +278,25 @@ async def load(session: AsyncSession, job_id: uuid.UUID) -> RunnableJob | None:
     )
 
 
-async def start(session: AsyncSession, job_id: uuid.UUID) -> bool:
-    """Mark an unfinished job `processing`; False if it ended meanwhile."""
-    return (await session.execute(_START, {"id": job_id})).one_or_none() is not None
+class Start(StrEnum):
+    STARTED = "started"  # processing: submit it (again, if a run died before saving the id)
+    WAITING = "waiting"  # its provider has no free slot for it yet
+    ENDED = "ended"  # it ended meanwhile
+
+
+async def start(session: AsyncSession, job_id: uuid.UUID, provider: str, capacity: int) -> Start:
+    """Take a slot of `provider` for a waiting job (at most `capacity` of its jobs are in flight,
+    shared fairly between users) and mark it `processing`, its deadline counted from now."""
+    status = (await session.execute(_STATUS_OF, {"id": job_id})).scalar_one_or_none()
+    if status == JobStatus.PROCESSING:
+        return Start.STARTED
+    if status != JobStatus.PENDING:
+        return Start.ENDED
+    await session.execute(_LOCK_PROVIDER_SLOTS, {"provider": provider})
+    started = await session.execute(
+        _START_IF_FREE, {"id": job_id, "provider": provider, "capacity": capacity}
+    )
+    return Start.STARTED if started.one_or_none() is not None else Start.WAITING
 
 
 async def save_provider_job(
@@ -303,6 +344,14 @@ async def complete(
     ended = JobEnded(job_id, JobStatus.COMPLETED, done.provider, float(done.seconds))
     await _publish(session, ended)
     return True
+
+
+def deadline_failure(status: str) -> tuple[ErrorCode, str]:
+    """Why a job past its deadline fails: it waited too long for a provider slot, or its
+    provider took too long."""
+    if status == JobStatus.PENDING:
+        return ErrorCode.PROVIDER_UNAVAILABLE, "waited too long for a free provider slot"
+    return ErrorCode.PROVIDER_TIMEOUT, "deadline passed"
 
 
 async def fail(session: AsyncSession, job_id: uuid.UUID, code: ErrorCode, message: str) -> bool:
@@ -431,9 +480,10 @@ async def ended_job(session: AsyncSession, job_id: uuid.UUID) -> EndedJob | None
     return EndedJob(row.user_id, JobStatus(row.status), row.credits_used)
 
 
-async def overdue(session: AsyncSession, grace_seconds: float) -> list[uuid.UUID]:
-    """Unfinished jobs whose deadline passed more than `grace_seconds` ago."""
-    return list((await session.execute(_OVERDUE, {"grace": grace_seconds})).scalars())
+async def overdue(session: AsyncSession, grace_seconds: float) -> list[Any]:
+    """Unfinished jobs (`job_id`, `status`) whose deadline passed more than `grace_seconds`
+    ago."""
+    return list((await session.execute(_OVERDUE, {"grace": grace_seconds})).all())
 
 
 async def stranded(session: AsyncSession, stale_seconds: float) -> list[uuid.UUID]:

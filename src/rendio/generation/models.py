@@ -84,6 +84,9 @@ class VideoJob(Timestamps, Base):
     provider_model_id: Mapped[str | None] = mapped_column(Text)
     # What the adapter needs to follow the job (URLs the provider returned, the deployment).
     provider_state: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The model's deadline, counted from submission to the provider (waiting for a provider
+    # slot has its own limit, RENDIO_PROVIDER_QUEUE_TIMEOUT).
+    deadline_seconds: Mapped[int | None]
     # What the provider says the job cost it, in its own units (for the operator).
     provider_cost: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     video_url: Mapped[str | None] = mapped_column(Text)

@@ -127,11 +127,15 @@ async def advance_job(
     if datetime.now(UTC) >= job.deadline_at:
         if job.provider_job_id is not None:
             await _cancel_quietly(provider, job.provider_job_id, request)
-        await _fail(services, request, ErrorCode.PROVIDER_TIMEOUT, "deadline passed")
+        await _fail(services, request, *jobs.deadline_failure(job.status))
         return
     if job.provider_job_id is None:
-        if not look_now and await _submit(services, provider, request):
-            await _again(context, services, job, polls=0)
+        if look_now:
+            return
+        submitted = await _submit(services, provider, request)
+        if submitted is not None:
+            # Submitted: look again soon. Waiting for a slot: look again less and less often.
+            await _again(context, services, job, polls=0 if submitted else polls + 1)
         return
     if await _poll(services, provider, request, job.provider_job_id) and not look_now:
         await _again(context, services, job, polls=polls + 1)
@@ -139,10 +143,17 @@ async def advance_job(
 
 async def _submit(
     services: GenerationServices, provider: VideoProvider, request: GenerationRequest
-) -> bool:
-    """Hand the job to its provider; True if it was taken and needs following."""
-    if not await _in_transaction(services, lambda session: jobs.start(session, request.job_id)):
-        return False  # ended meanwhile: do not spend a provider's money on it
+) -> bool | None:
+    """Hand the job to its provider once it has a slot there: True if it was taken and needs
+    following, False if it waits for a slot, None if it is over."""
+    capacity = services.settings.provider_max_in_flight
+    started = await _in_transaction(
+        services, lambda session: jobs.start(session, request.job_id, provider.name, capacity)
+    )
+    if started is jobs.Start.WAITING:
+        return False
+    if started is jobs.Start.ENDED:
+        return None  # do not spend a provider's money on it
     try:
         async for attempt in _retrying(services.settings):
             with attempt:
@@ -150,7 +161,7 @@ async def _submit(
     except ProviderError as error:
         code = ErrorCode.PROVIDER_UNAVAILABLE if error.retryable else ErrorCode.PROVIDER_REJECTED
         await _fail(services, request, code, str(error))
-        return False
+        return None
     saved = await _in_transaction(
         services,
         lambda session: jobs.save_provider_job(
@@ -160,7 +171,7 @@ async def _submit(
     if not saved:  # it ended meanwhile (the sweeper, past its deadline)
         followed = dataclasses.replace(request, state=submission.state)
         await _cancel_quietly(provider, submission.provider_job_id, followed)
-        return False
+        return None
     log.info("job_submitted", job_id=str(request.job_id), provider=provider.name)
     return True
 

@@ -57,7 +57,11 @@ def _image_for(allowed: dict[str, Any], image_url: str | None) -> str | None:
 
 
 async def start_generation(
-    session: AsyncSession, user_id: uuid.UUID, body: GenerateIn, offered: frozenset[str]
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    body: GenerateIn,
+    offered: frozenset[str],
+    wait_seconds: float,
 ) -> GenerateOut:
     """Check, charge, create and queue a job — all in the caller's transaction."""
     prompt = clean_prompt(body.prompt)
@@ -80,6 +84,7 @@ async def start_generation(
         provider=model.provider,
         cost=cost,
         deadline_seconds=model.deadline_seconds,
+        wait_seconds=wait_seconds,
     )
     remaining = await ledger.deduct(
         session,

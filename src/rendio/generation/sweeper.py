@@ -21,7 +21,6 @@ import structlog
 from rendio.generation import jobs
 from rendio.generation.jobs import ADVANCE_TASK, job_lock
 from rendio.generation.services import GenerationServices
-from rendio.platform.errors import ErrorCode
 from rendio.platform.services import services_of
 
 log = structlog.get_logger("rendio.generation")
@@ -52,8 +51,8 @@ async def sweep_once(app: procrastinate.App, services: GenerationServices) -> di
 
     async with services.sessions() as session:
         overdue = await jobs.overdue(session, DEADLINE_GRACE_SECONDS)
-        for job_id in overdue:
-            await jobs.fail(session, job_id, ErrorCode.PROVIDER_TIMEOUT, "deadline passed")
+        for job_id, status in overdue:
+            await jobs.fail(session, job_id, *jobs.deadline_failure(status))
         await session.commit()
         stranded = await jobs.stranded(session, settings.job_stale_after)
     requeued = 0

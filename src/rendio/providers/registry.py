@@ -1,5 +1,5 @@
-"""Provider adapters by slug. A model is offered only when its provider has an adapter here and
-is configured (`local` always; the others once their key is set); otherwise ERR_4002."""
+"""Provider adapters by slug. A model is offered only when its provider is configured (`local`
+always; the others once their key is set); otherwise ERR_4002."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from rendio.providers.base import VideoProvider
 from rendio.providers.fal import FalProvider
 from rendio.providers.local import LocalProvider
 from rendio.providers.openai_videos import OpenAiVideosProvider
+from rendio.providers.replicate import ReplicateProvider
 from rendio.providers.runway import RunwayProvider
 
 ADAPTERS: dict[str, Callable[[Settings], VideoProvider]] = {
@@ -17,6 +18,7 @@ ADAPTERS: dict[str, Callable[[Settings], VideoProvider]] = {
     "fal": FalProvider,
     "runway": RunwayProvider,
     "openai": OpenAiVideosProvider,
+    "replicate": ReplicateProvider,
 }
 
 
