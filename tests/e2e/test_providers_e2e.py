@@ -1,6 +1,7 @@
 """A video through each remaining adapter, end to end: `rendio serve` with its worker against
-the fake Runway (polled: it has no webhooks) and the fake OpenAI-compatible gateway (its signed
-`video.completed` event makes the worker look at once)."""
+the fake Runway (polled: it has no webhooks), the fake OpenAI-compatible gateway (its signed
+`video.completed` event makes the worker look at once) and the fake Replicate (it calls back by
+itself, signed with the secret our service fetches from its API)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from rendio.catalog.schemas import model_id_for
 from rendio.platform.db import sync_engine
 from rendio.providers.local_render import RenderSpec, render_video
 from tests.fakes.openai_videos import WEBHOOK_SECRET, served_videos_gateway, sign_webhook
+from tests.fakes.replicate import served_replicate
 from tests.fakes.runway import FakeRunway, served_runway
 from tests.helpers.live import wait_until
 from tests.helpers.processes import credits_verify, fast_env, free_port, start_server
@@ -136,6 +138,42 @@ def test_an_openai_compatible_gateway_s_event_completes_a_video(
                 assert httpx.get(done["video_url"], timeout=10).content == mp4
                 polls = [c for c in gateway.calls("GET") if c.path.endswith(video_id)]
                 assert len(polls) == 1  # the look-now, not the schedule
+        finally:
+            server.stop()
+    assert credits_verify(clean_database).returncode == 0
+
+
+def test_replicate_calls_back_and_the_video_is_stored(
+    mp4: bytes, clean_database: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    with served_replicate() as replicate:
+        replicate.video_bytes = mp4
+        replicate.run_seconds = 0.5
+        env = fast_env(
+            clean_database,
+            tmp_path / "data",
+            **replicate.env(),
+            RENDIO_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            RENDIO_POLL_INITIAL="30",
+            RENDIO_POLL_MAX="30",
+        )
+        server = start_server([], env, tmp_path / "server.log", port=port)
+        try:
+            with httpx.Client(base_url=server.base_url, timeout=10) as http:
+                headers = sign_in(http)
+                job_id = make(
+                    http,
+                    headers,
+                    {"model_id": str(model_id_for("replicate-veo-3-1-fast")), "prompt": "rain"},
+                )
+                done = wait_until(http, headers, job_id, {"completed", "failed"}, timeout=20)
+                assert done["status"] == "completed", done
+                assert replicate.deliveries == [200]
+                assert httpx.get(done["video_url"], timeout=10).content == mp4
+                [create] = replicate.calls("POST")[:1]
+                assert create.path == "/v1/models/google/veo-3.1-fast/predictions"
+                assert create.body["webhook_events_filter"] == ["completed"]
         finally:
             server.stop()
     assert credits_verify(clean_database).returncode == 0

@@ -1,10 +1,19 @@
 """The README's command-line walkthroughs, run as written against a live server."""
 
+import contextlib
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.helpers.processes import LiveServer, service_env, start_server
+import pytest
+
+from rendio.providers.local_render import RenderSpec, render_video
+from tests.fakes.fal import served_fal
+from tests.fakes.openai_videos import served_videos_gateway
+from tests.fakes.replicate import served_replicate
+from tests.fakes.runway import served_runway
+from tests.helpers.processes import LiveServer, fast_env, service_env, start_server
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -63,3 +72,50 @@ def test_first_video(clean_database: str, tmp_path: Path) -> None:
         assert (tmp_path / "first-video.jpg").read_bytes()[:2] == b"\xff\xd8"
     finally:
         server.stop()
+
+
+PROVIDERS = {
+    # slug in the walkthrough → the credits its default settings cost
+    "fal": ("fal-kling-2-1", "5"),
+    "replicate": ("replicate-veo-3-1-fast", "16"),
+    "runway": ("runway-gen4-5", "10"),
+    "openai": ("sora-2", "8"),
+}
+
+
+@contextlib.contextmanager
+def provider_fake(provider: str, video: bytes) -> Iterator[dict[str, str]]:
+    """The provider's fake, serving `video` as its result; yields the server's settings."""
+    if provider == "fal":
+        with served_fal() as fal:
+            fal.video_bytes = video
+            yield fal.env()
+    elif provider == "replicate":
+        with served_replicate() as replicate:
+            replicate.video_bytes = video
+            yield replicate.env()
+    elif provider == "runway":
+        with served_runway() as runway:
+            runway.video_bytes = video
+            yield runway.env()
+    else:
+        with served_videos_gateway() as gateway:
+            gateway.video_bytes = video
+            yield {f"RENDIO_{k.upper()}": str(v) for k, v in gateway.settings().items()}
+
+
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
+def test_a_video_from_each_provider(provider: str, clean_database: str, tmp_path: Path) -> None:
+    slug, credits = PROVIDERS[provider]
+    result = tmp_path / "result.mp4"
+    render_video(RenderSpec("provider walkthrough", 1, 160, 96), result)
+    block = readme_block("provider-video")
+    assert expected_outputs(block) == ["5", "completed", "ftyp"]
+    with provider_fake(provider, result.read_bytes()) as provider_env:
+        env = fast_env(clean_database, tmp_path / "data", **provider_env)
+        server = start_server([], env, tmp_path / "server.log")
+        try:
+            script = block.replace("SLUG=fal-kling-2-1", f"SLUG={slug}")
+            assert run_block(script, server, tmp_path) == [credits, "completed", "ftyp"]
+        finally:
+            server.stop()

@@ -1,6 +1,7 @@
 """The worker end to end (in-process): a real MP4, every failure point refunded exactly once,
 the sweeper's recoveries, and get-video-status."""
 
+import asyncio
 import io
 import uuid
 from pathlib import Path
@@ -127,6 +128,15 @@ async def test_a_job_past_its_deadline_is_cancelled_and_refunded(
     (model_id,) = add_models(clean_database, simulated_model("hangs", simulate="hang"))
     headers = (await guest(worker_client)).headers
     job = (await generate(worker_client, headers, video_body(model_id=model_id, duration=1))).json()
+    # The deadline counts from submission: shorten it once the provider has the job.
+    for _ in range(100):
+        submitted = await db.execute(
+            text("SELECT 1 FROM video_jobs WHERE provider_job_id IS NOT NULL")
+        )
+        await db.commit()
+        if submitted.first() is not None:
+            break
+        await asyncio.sleep(0.05)
     await db.execute(
         text("UPDATE video_jobs SET deadline_at = now() + interval '1 second'"),
     )
@@ -155,10 +165,12 @@ async def test_the_sweeper_fails_overdue_jobs_and_requeues_stranded_ones(
     stranded = (await generate(client, headers)).json()["job_id"]
     await wait_for_end(client, headers, overdue)
     await wait_for_end(client, headers, stranded)
-    # Put both back as if a crash had lost their tasks: one long past its deadline.
+    # Put both back as if a crash had lost their tasks: one submitted and long past its
+    # deadline (a job still waiting for a slot would fail as ERR_5002 instead), one waiting.
     await db.execute(
         text(
-            "UPDATE video_jobs SET status = 'pending', progress = 0, provider_job_id = NULL, "
+            "UPDATE video_jobs SET progress = 0, provider_job_id = NULL, "
+            "status = CASE WHEN job_id = :o THEN 'processing' ELSE 'pending' END, "
             "completed_at = NULL, updated_at = now() - interval '1 hour', "
             "deadline_at = CASE WHEN job_id = :o THEN now() - interval '1 hour' "
             "ELSE now() + interval '10 minutes' END"
