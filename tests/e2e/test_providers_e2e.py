@@ -165,14 +165,14 @@ def test_replicate_calls_back_and_the_video_is_stored(
                 job_id = make(
                     http,
                     headers,
-                    {"model_id": str(model_id_for("replicate-veo-3-1-fast")), "prompt": "rain"},
+                    {"model_id": str(model_id_for("replicate-minimax-video-01")), "prompt": "rain"},
                 )
                 done = wait_until(http, headers, job_id, {"completed", "failed"}, timeout=20)
                 assert done["status"] == "completed", done
                 assert replicate.deliveries == [200]
                 assert httpx.get(done["video_url"], timeout=10).content == mp4
                 [create] = replicate.calls("POST")[:1]
-                assert create.path == "/v1/models/google/veo-3.1-fast/predictions"
+                assert create.path == "/v1/models/minimax/video-01/predictions"
                 assert create.body["webhook_events_filter"] == ["completed"]
         finally:
             server.stop()

@@ -77,7 +77,7 @@ def test_first_video(clean_database: str, tmp_path: Path) -> None:
 PROVIDERS = {
     # slug in the walkthrough → the credits its default settings cost
     "fal": ("fal-kling-2-1", "5"),
-    "replicate": ("replicate-veo-3-1-fast", "16"),
+    "replicate": ("replicate-minimax-video-01", "4"),
     "runway": ("runway-gen4-5", "10"),
     "openai": ("sora-2", "8"),
 }

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,6 +46,12 @@ class FalRequest:
     outcome: str
     error_type: str = "request_timeout"
     cancelled: bool = False
+    # Wall-clock submission time (for measuring how late we notice the completion).
+    submitted_wall: float = 0.0
+
+    @property
+    def completed_wall(self) -> float:
+        return self.submitted_wall + self.queue_seconds + self.run_seconds
 
     def status(self, now: float) -> str:
         if self.cancelled:
@@ -65,6 +72,8 @@ class FakeFal:
     url: str = ""
     queue_seconds: float = 0.0
     run_seconds: float = 0.3
+    # When set, each new request runs for a time drawn uniformly from this range instead.
+    run_seconds_range: tuple[float, float] | None = None
     outcome: str = "ok"
     error_type: str = "request_timeout"
     video_bytes: bytes = b"not a video"
@@ -171,8 +180,13 @@ class FakeFal:
             body=await request.json(),
             webhook=request.query_params.get("fal_webhook"),
             submitted=time.monotonic(),
+            submitted_wall=time.time(),
             queue_seconds=self.queue_seconds,
-            run_seconds=self.run_seconds,
+            run_seconds=(
+                random.uniform(*self.run_seconds_range)
+                if self.run_seconds_range
+                else self.run_seconds
+            ),
             outcome=self.outcome,
             error_type=self.error_type,
         )

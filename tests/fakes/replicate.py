@@ -296,6 +296,9 @@ class FakeReplicate:
     async def _deliver_when_done(self, prediction: Prediction) -> None:
         assert prediction.run_seconds is not None
         await asyncio.sleep(prediction.queue_seconds + prediction.run_seconds)
+        # A timer may fire a hair before the timeline's end: wait until it says so too.
+        while prediction.current(time.monotonic())["status"] in ("starting", "processing"):
+            await asyncio.sleep(0.005)
         await self._deliver(prediction)
 
     async def _deliver(self, prediction: Prediction) -> None:
