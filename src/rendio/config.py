@@ -171,6 +171,12 @@ class Settings(BaseSettings):
     provider_retry_max: float = Field(default=30.0, gt=0, le=600)
     poll_initial: float = Field(default=1.0, gt=0, le=60)
     poll_max: float = Field(default=15.0, gt=0, le=600)
+    poll_max_with_webhooks: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Longest wait between looks at a job whose provider calls back.",
+    )
     result_max_bytes: int = Field(
         default=500_000_000, ge=1_000, description="Largest provider result copied into storage."
     )

@@ -1,7 +1,7 @@
 """fal end to end: `rendio serve` with its worker against the fake fal over real HTTP — a job
 completed by its signed webhook, one whose webhook is forged (refused; polling completes it),
-and, polling only, a job through 429/500/slow answers, one whose result URL expired (refunded
-once) and one cancelled at its deadline."""
+and, polling only, a job through 429/500/slow answers, one whose result URL expired and one
+whose result is not a video (each refunded once), and one cancelled at its deadline."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_a_signed_webhook_completes_a_job_and_a_forged_one_is_refused(
     assert credits_verify(clean_database).returncode == 0
 
 
-def test_polling_survives_errors_refunds_an_expired_result_and_cancels_at_the_deadline(
+def test_polling_survives_errors_refunds_bad_results_and_cancels_at_the_deadline(
     fake: FakeFal, clean_database: str, tmp_path: Path
 ) -> None:
     [short] = add_models(clean_database, SHORT)
@@ -139,7 +139,14 @@ def test_polling_survives_errors_refunds_an_expired_result_and_cancels_at_the_de
             done = wait_until(http, headers, expired, {"completed", "failed"}, timeout=60)
             assert done["status"] == "failed" and done["error"]["code"] == "ERR_6002", done
 
-            fake.expired, fake.run_seconds = False, 600
+            fake.expired = False
+            good_video, fake.video_bytes = fake.video_bytes, b"<html>not a video</html>"
+            garbage = make(http, headers)
+            done = wait_until(http, headers, garbage, {"completed", "failed"}, timeout=60)
+            assert done["status"] == "failed" and done["error"]["code"] == "ERR_5003", done
+            fake.video_bytes = good_video
+
+            fake.run_seconds = 600
             late = make(http, headers, short)
             done = wait_until(http, headers, late, {"completed", "failed"}, timeout=60)
             assert done["status"] == "failed" and done["error"]["code"] == "ERR_5001", done
@@ -151,5 +158,5 @@ def test_polling_survives_errors_refunds_an_expired_result_and_cancels_at_the_de
         clean_database,
         "SELECT job_id::text FROM quota_log WHERE reason = 'refund' ORDER BY id",
     )
-    assert [row[0] for row in refunds] == [expired, late]
+    assert [row[0] for row in refunds] == [expired, garbage, late]
     assert credits_verify(clean_database).returncode == 0

@@ -4,7 +4,6 @@ and failure maps, which errors are retried, and that a job follows the URLs fal 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,13 @@ from rendio.config import Settings
 from rendio.providers.base import Failure, GenerationRequest, ProviderError
 from rendio.providers.fal import FalProvider
 from tests.fakes.fal import FAL_KEY, FakeFal, served_fal
+from tests.helpers.providers import generation_request, submitted
 
 MODEL = "fal-ai/kling-video/v2.1/standard/text-to-video"
+
+
+def request(**changes: Any) -> GenerationRequest:
+    return generation_request(**({"provider_model_id": MODEL, "aspect_ratio": "9:16"} | changes))
 
 
 @pytest.fixture(scope="module")
@@ -37,25 +41,6 @@ async def adapter(fal: FakeFal, tmp_path: Path) -> AsyncIterator[FalProvider]:
     provider = FalProvider(Settings(data_dir=tmp_path, provider_timeout=0.5, **fal.settings()))
     yield provider
     await provider.aclose()
-
-
-def request(**changes: Any) -> GenerationRequest:
-    values: dict[str, Any] = {
-        "job_id": uuid.uuid4(),
-        "provider_model_id": MODEL,
-        "prompt": "a lighthouse in a storm",
-        "duration": 5,
-        "aspect_ratio": "9:16",
-        "resolution": "720p",
-        "image_url": None,
-    }
-    values.update(changes)
-    return GenerationRequest(**values)
-
-
-async def submitted(adapter: FalProvider, job: GenerationRequest) -> GenerationRequest:
-    submission = await adapter.submit(job)
-    return GenerationRequest(**{**job.__dict__, "state": submission.state})
 
 
 async def test_submit_sends_the_input_and_keeps_the_urls_fal_returned(
@@ -89,7 +74,7 @@ async def test_a_job_goes_from_queued_to_running_to_a_result_url(
     adapter: FalProvider, fal: FakeFal
 ) -> None:
     fal.queue_seconds, fal.run_seconds = 0.3, 0.3
-    job = await submitted(adapter, request())
+    _, job = await submitted(adapter, request())
     queued = await adapter.poll("", job)
     assert (queued.status, queued.progress) == ("running", 0)
     await asyncio.sleep(0.35)
@@ -116,7 +101,8 @@ async def test_failures_keep_fal_s_reason_and_map_to_our_codes(
     adapter: FalProvider, fal: FakeFal, outcome: str, error_type: str, failure: Failure
 ) -> None:
     fal.outcome, fal.error_type = outcome, error_type
-    result = await adapter.poll("", await submitted(adapter, request()))
+    _, job = await submitted(adapter, request())
+    result = await adapter.poll("", job)
     assert result.status == "failed"
     assert result.failure is failure
     assert result.error and (error_type in result.error or "refused" in result.error)
@@ -149,7 +135,7 @@ async def test_a_job_follows_its_own_urls_whatever_the_configured_queue(
     fal: FakeFal, tmp_path: Path
 ) -> None:
     first = FalProvider(Settings(data_dir=tmp_path, **fal.settings()))
-    job = await submitted(first, request())
+    _, job = await submitted(first, request())
     await first.aclose()
     moved = Settings(
         data_dir=tmp_path, **(fal.settings() | {"fal_queue_url": "http://127.0.0.1:9"})
@@ -163,14 +149,14 @@ async def test_cancel_asks_fal_and_accepts_that_it_already_finished(
     adapter: FalProvider, fal: FakeFal
 ) -> None:
     fal.run_seconds = 30
-    job = await submitted(adapter, request())
+    _, job = await submitted(adapter, request())
     await adapter.cancel("", job)
     assert ("PUT", job.state["cancel_url"].removeprefix(fal.url)) in fal.calls
     await adapter.cancel("", job)  # now ALREADY_COMPLETED: nothing to do
 
 
 async def test_a_result_without_a_video_url_fails(adapter: FalProvider, fal: FakeFal) -> None:
-    job = await submitted(adapter, request())
+    _, job = await submitted(adapter, request())
     broken = GenerationRequest(
         **{
             **job.__dict__,

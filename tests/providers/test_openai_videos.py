@@ -4,9 +4,7 @@ and jobs following the gateway they were sent to."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from tests.fakes.openai_videos import (
     FakeVideosGateway,
     served_videos_gateway,
 )
+from tests.helpers.providers import generation_request, submitted
 
 
 @pytest.fixture
@@ -48,22 +47,11 @@ async def provider(
 
 
 def job(**changes: Any) -> GenerationRequest:
-    request = GenerationRequest(
-        job_id=uuid.uuid4(),
-        provider_model_id="sora-2",
-        prompt="a lighthouse in a storm",
-        duration=8,
-        aspect_ratio="16:9",
-        resolution="720p",
-        image_url=None,
-    )
-    return replace(request, **changes)
+    return generation_request(**({"provider_model_id": "sora-2", "duration": 8} | changes))
 
 
-async def submitted(provider: OpenAiVideosProvider) -> tuple[str, GenerationRequest]:
-    request = job()
-    submission = await provider.submit(request)
-    return submission.provider_job_id, replace(request, state=submission.state)
+async def submitted_job(provider: OpenAiVideosProvider) -> tuple[str, GenerationRequest]:
+    return await submitted(provider, job())
 
 
 async def poll_until_done(
@@ -204,7 +192,7 @@ async def test_every_status_maps_explicitly(
     failure: Failure | None,
     error: str | None,
 ) -> None:
-    video_id, request = await submitted(provider)
+    video_id, request = await submitted_job(provider)
     gateway.set_script(video_id, step)
 
     result = await provider.poll(video_id, request)
@@ -226,7 +214,7 @@ async def test_every_status_maps_explicitly(
 async def test_the_default_script_runs_queued_in_progress_completed(
     gateway: FakeVideosGateway, provider: OpenAiVideosProvider
 ) -> None:
-    video_id, request = await submitted(provider)
+    video_id, request = await submitted_job(provider)
     seen = [await provider.poll(video_id, request) for _ in range(3)]
     assert [(r.status, r.progress) for r in seen] == [
         ("running", 0),
@@ -239,7 +227,7 @@ async def test_the_default_script_runs_queued_in_progress_completed(
 async def test_cost_is_recorded_only_when_the_gateway_reports_it(
     gateway: FakeVideosGateway, provider: OpenAiVideosProvider
 ) -> None:
-    video_id, request = await submitted(provider)
+    video_id, request = await submitted_job(provider)
     gateway.set_script(video_id, "completed")
     assert (await provider.poll(video_id, request)).cost is None
 
@@ -262,7 +250,7 @@ async def test_busy_or_broken_gateways_are_retryable(
 async def test_a_fault_while_polling_is_retryable(
     gateway: FakeVideosGateway, provider: OpenAiVideosProvider
 ) -> None:
-    video_id, request = await submitted(provider)
+    video_id, request = await submitted_job(provider)
     gateway.faults.append(429)
     with pytest.raises(ProviderError) as raised:
         await provider.poll(video_id, request)
@@ -297,7 +285,7 @@ async def test_the_download_fetches_the_video_and_thumbnail_with_its_headers(
 ) -> None:
     gateway.video_bytes = b"the video itself"
     gateway.thumbnail_bytes = b"the thumbnail"
-    video_id, request = await submitted(provider)
+    video_id, request = await submitted_job(provider)
     result = await poll_until_done(provider, video_id, request)
     assert result.status == "completed"
     assert result.download is not None
@@ -328,7 +316,7 @@ async def test_the_download_fetches_the_video_and_thumbnail_with_its_headers(
 async def test_cancel_deletes_the_video_and_tolerates_it_being_gone(
     gateway: FakeVideosGateway, provider: OpenAiVideosProvider
 ) -> None:
-    video_id, request = await submitted(provider)
+    video_id, request = await submitted_job(provider)
     await provider.cancel(video_id, request)
     await provider.cancel(video_id, request)  # 404 now: nothing left to do
 
@@ -341,7 +329,7 @@ async def test_cancel_deletes_the_video_and_tolerates_it_being_gone(
 async def test_a_cancel_the_gateway_could_not_take_is_retryable(
     gateway: FakeVideosGateway, provider: OpenAiVideosProvider
 ) -> None:
-    video_id, request = await submitted(provider)
+    video_id, request = await submitted_job(provider)
     gateway.faults.append(503)
     with pytest.raises(ProviderError) as raised:
         await provider.cancel(video_id, request)
@@ -358,7 +346,7 @@ async def test_a_job_follows_the_gateway_it_was_sent_to(
         # The configuration now names another gateway; the job must still go to the first.
         follower = OpenAiVideosProvider(settings_for(other, tmp_path))
         try:
-            video_id, request = await submitted(sender)
+            video_id, request = await submitted_job(sender)
             result = await poll_until_done(follower, video_id, request)
             await follower.cancel(video_id, request)
         finally:
@@ -375,7 +363,7 @@ async def test_a_job_follows_the_gateway_it_was_sent_to(
 async def test_a_job_without_a_recorded_gateway_uses_the_configured_one(
     gateway: FakeVideosGateway, provider: OpenAiVideosProvider
 ) -> None:
-    video_id, _ = await submitted(provider)
+    video_id, _ = await submitted_job(provider)
     result = await provider.poll(video_id, job())
     assert result.status == "running"
     assert len(gateway.calls("GET")) == 1

@@ -37,6 +37,7 @@ from tests.fakes.replicate import (
     sign,
 )
 from tests.helpers.processes import free_port
+from tests.helpers.providers import generation_request, submitted
 
 MODEL = "minimax/video-01"
 IMAGE = "https://example.com/cat.png"
@@ -75,26 +76,7 @@ async def adapter(replicate: FakeReplicate, tmp_path: Path) -> AsyncIterator[Rep
 
 
 def request(**changes: Any) -> GenerationRequest:
-    values: dict[str, Any] = {
-        "job_id": uuid.uuid4(),
-        "provider_model_id": MODEL,
-        "prompt": "a lighthouse in a storm",
-        "duration": 6,
-        "aspect_ratio": "16:9",
-        "resolution": "720p",
-        "image_url": None,
-    }
-    values.update(changes)
-    return GenerationRequest(**values)
-
-
-async def submitted(
-    adapter: ReplicateProvider, job: GenerationRequest
-) -> tuple[str, GenerationRequest]:
-    submission = await adapter.submit(job)
-    return submission.provider_job_id, GenerationRequest(
-        **{**job.__dict__, "state": submission.state}
-    )
+    return generation_request(**({"provider_model_id": MODEL, "duration": 6} | changes))
 
 
 async def poll_once(

@@ -22,6 +22,7 @@ from rendio.providers.base import (
 )
 from rendio.providers.runway import RunwayProvider, prompt_text
 from tests.fakes.runway import RUNWAY_KEY, RUNWAY_VERSION, FakeRunway, Step, served_runway
+from tests.helpers.providers import generation_request, submitted
 
 MODEL = "gen4_turbo"
 IMAGE = "https://example.com/cat.png"
@@ -59,27 +60,9 @@ async def adapter(runway: FakeRunway, tmp_path: Path) -> AsyncIterator[RunwayPro
 
 
 def request(**changes: Any) -> GenerationRequest:
-    values: dict[str, Any] = {
-        "job_id": uuid.uuid4(),
-        "provider_model_id": MODEL,
-        "prompt": "a lighthouse in a storm",
-        "duration": 5,
-        "aspect_ratio": "16:9",
-        "resolution": "720p",
-        "image_url": None,
-        "webhook_url": "https://rendio.example/webhooks/runway",  # Runway has none: ignored
-    }
-    values.update(changes)
-    return GenerationRequest(**values)
-
-
-async def submitted(
-    adapter: RunwayProvider, job: GenerationRequest
-) -> tuple[str, GenerationRequest]:
-    submission = await adapter.submit(job)
-    return submission.provider_job_id, GenerationRequest(
-        **{**job.__dict__, "state": submission.state}
-    )
+    # Runway has no webhooks: a webhook URL is ignored.
+    hook = {"webhook_url": "https://rendio.example/webhooks/runway"}
+    return generation_request(**({"provider_model_id": MODEL} | hook | changes))
 
 
 async def poll_once(

@@ -121,6 +121,7 @@ async def advance_job(
         return
     request = _request(services, job)
     provider = services.providers.get(job.provider)
+    called_back = provider is not None and provider.calls_back and request.webhook_url is not None
     if provider is None:
         await _fail(services, request, ErrorCode.PROVIDER_UNAVAILABLE, "provider not configured")
         return
@@ -135,10 +136,11 @@ async def advance_job(
         submitted = await _submit(services, provider, request)
         if submitted is not None:
             # Submitted: look again soon. Waiting for a slot: look again less and less often.
-            await _again(context, services, job, polls=0 if submitted else polls + 1)
+            polls = 0 if submitted else polls + 1
+            await _again(context, services, job, polls=polls, sparse=submitted and called_back)
         return
     if await _poll(services, provider, request, job.provider_job_id) and not look_now:
-        await _again(context, services, job, polls=polls + 1)
+        await _again(context, services, job, polls=polls + 1, sparse=called_back)
 
 
 async def _submit(
@@ -296,12 +298,20 @@ async def _cancel_quietly(
 
 
 async def _again(
-    context: procrastinate.JobContext, services: GenerationServices, job: RunnableJob, *, polls: int
+    context: procrastinate.JobContext,
+    services: GenerationServices,
+    job: RunnableJob,
+    *,
+    polls: int,
+    sparse: bool = False,
 ) -> None:
     """Queue the next look at the job: soon at first, then less often, never past the
-    deadline (so the deadline is noticed on time)."""
+    deadline (so the deadline is noticed on time). `sparse` when the provider calls back:
+    polling is then only the fallback for a lost callback, and waits up to
+    `poll_max_with_webhooks` (so one worker can follow thousands of jobs)."""
     settings = services.settings
-    delay = min(settings.poll_initial * 1.5**polls, settings.poll_max)
+    longest = settings.poll_max_with_webhooks if sparse else settings.poll_max
+    delay = min(settings.poll_initial * 1.5**polls, longest)
     until_deadline = (job.deadline_at - datetime.now(UTC)).total_seconds()
     delay = max(0.05, min(delay, until_deadline + 0.05))
     await context.app.configure_task(

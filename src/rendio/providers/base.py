@@ -88,6 +88,9 @@ class PollResult:
 
 class VideoProvider(Protocol):
     name: str
+    # Whether the provider tells us when a job changed (given `webhook_url`): then polling is
+    # only the fallback for lost callbacks and can be sparse.
+    calls_back: bool
 
     async def submit(self, request: GenerationRequest) -> Submission:
         """Start the work; return the provider's id for it and what following it needs."""

@@ -34,6 +34,7 @@ _UNAVAILABLE = {"runner_disconnected", "runner_scheduling_failure", "internal_er
 
 class FalProvider:
     name = "fal"
+    calls_back = True
 
     def __init__(self, settings: Settings) -> None:
         assert settings.fal_key is not None  # offered only when keyed

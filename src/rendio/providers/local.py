@@ -67,6 +67,7 @@ def _try_lock(workdir: Path) -> IO[bytes] | None:
 
 class LocalProvider:
     name = "local"
+    calls_back = False
 
     def __init__(self, max_parallel: int = 2) -> None:
         self._renders: dict[str, asyncio.Future[None]] = {}

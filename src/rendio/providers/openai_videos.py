@@ -59,6 +59,8 @@ class OpenAiVideosProvider:
 
     def __init__(self, settings: Settings) -> None:
         assert settings.openai_api_key is not None  # offered only when keyed
+        # A gateway calls back when its account is set up to, which its secret here implies.
+        self.calls_back = settings.openai_webhook_secret is not None
         self._base_url = settings.openai_base_url.rstrip("/")
         self._authorization = f"Bearer {settings.openai_api_key.get_secret_value()}"
         self._http = ProviderHttp(

@@ -44,6 +44,7 @@ _PROGRESS = {"starting": 0, "processing": 50}
 
 class ReplicateProvider:
     name = "replicate"
+    calls_back = True
 
     def __init__(self, settings: Settings) -> None:
         if settings.replicate_api_token is None:  # offered only when keyed

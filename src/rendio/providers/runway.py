@@ -55,6 +55,7 @@ _WAITING = frozenset({"PENDING", "THROTTLED"})
 
 class RunwayProvider:
     name = "runway"
+    calls_back = False
 
     def __init__(self, settings: Settings) -> None:
         if settings.runway_api_key is None:  # offered only when keyed
