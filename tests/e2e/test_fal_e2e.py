@@ -5,6 +5,7 @@ whose result is not a video (each refunded once), and one cancelled at its deadl
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +75,20 @@ def rows(database_url: str, sql: str, **params: Any) -> list[Any]:
     return found
 
 
+def submitted_as(database_url: str, job_id: str) -> None:
+    """Wait until the worker has handed the job to fal."""
+    for _ in range(200):
+        found = rows(
+            database_url,
+            "SELECT 1 FROM video_jobs WHERE job_id = :j AND provider_job_id IS NOT NULL",
+            j=job_id,
+        )
+        if found:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} was never submitted")
+
+
 def status_polls(fake: FakeFal, database_url: str, job_id: str) -> int:
     [(request_id,)] = rows(
         database_url, "SELECT provider_job_id FROM video_jobs WHERE job_id = :j", j=job_id
@@ -127,11 +142,22 @@ def test_polling_survives_errors_refunds_bad_results_and_cancels_at_the_deadline
     try:
         with httpx.Client(base_url=server.base_url, timeout=10) as http:
             headers = sign_in(http)
-            fake.faults.extend([429, 500, "slow"])
+            fake.run_seconds = 3
+            fake.faults.extend([429, 500])  # refused twice: submitted on the third try
             flaky = make(http, headers)
+            submitted_as(clean_database, flaky)
+            fake.faults.append("slow")  # then a status look times out, and is tried again
             done = wait_until(http, headers, flaky, {"completed", "failed"}, timeout=60)
             assert done["status"] == "completed", done
             assert fake.faults == []
+            fake.run_seconds = 0.5
+
+            # A create whose answer is lost may have been carried out: never sent twice.
+            fake.faults.append("slow")
+            lost = make(http, headers)
+            done = wait_until(http, headers, lost, {"completed", "failed"}, timeout=60)
+            assert done["status"] == "failed" and done["error"]["code"] == "ERR_5002", done
+            assert sum(1 for method, _ in fake.calls if method == "POST") == 4
             assert all(request.webhook is None for request in fake.requests.values())
 
             fake.expired = True
@@ -158,5 +184,5 @@ def test_polling_survives_errors_refunds_bad_results_and_cancels_at_the_deadline
         clean_database,
         "SELECT job_id::text FROM quota_log WHERE reason = 'refund' ORDER BY id",
     )
-    assert [row[0] for row in refunds] == [expired, garbage, late]
+    assert [row[0] for row in refunds] == [lost, expired, garbage, late]
     assert credits_verify(clean_database).returncode == 0

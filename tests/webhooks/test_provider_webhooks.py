@@ -206,3 +206,36 @@ async def test_an_unconfigured_provider_s_webhook_is_refused(
     refused = await client.post("/webhooks/replicate", content=body, headers=headers)
     assert refused.status_code == 401
     assert await deliveries(db) == []
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["superscript timestamp", "huge timestamp", "signature without comma", "not utf-8"],
+)
+async def test_hostile_deliveries_are_refused_not_crashed_on(
+    client: httpx.AsyncClient, db: AsyncSession, fal_server: FakeFal, hostile: str
+) -> None:
+    if hostile in ("superscript timestamp", "huge timestamp"):
+        body = fal_body("req-9")
+        headers = fal_server.signed(body, "req-9")
+        sent: dict[str, Any] = dict(headers)
+        # A raw 0xB2 byte reads as "²", which str.isdigit() takes for a digit.
+        sent["X-Fal-Webhook-Timestamp"] = b"\xb2" if hostile.startswith("super") else "9" * 5000
+        answer = await client.post("/webhooks/fal", content=body, headers=sent)
+    else:
+        body, headers = sign_webhook(webhook_event("video_9"))
+        if hostile == "signature without comma":
+            headers["webhook-signature"] = "v1nocomma"
+        else:
+            body = b'{"data": "\xff\xfe"}'
+        answer = await client.post("/webhooks/openai", content=body, headers=headers)
+    assert answer.status_code in (401, 431), answer.text
+    assert await deliveries(db) == []
+
+
+def test_a_payload_is_made_storable() -> None:
+    from rendio.platform.deliveries import storable
+
+    assert storable({"a\x00": ["x\x00y", float("nan"), 1.5, {"k": float("inf")}]}) == {
+        "a": ["xy", None, 1.5, {"k": None}]
+    }

@@ -106,6 +106,9 @@ _LOAD = text(
     "FROM video_jobs j JOIN models m ON m.id = j.model_id WHERE j.job_id = :id"
 )
 _STATUS_OF = text("SELECT status FROM video_jobs WHERE job_id = :id")
+_IN_FLIGHT = text(
+    "SELECT count(*) FROM video_jobs WHERE provider = :provider AND status = 'processing'"
+)
 _LOCK_PROVIDER_SLOTS = text(
     "SELECT pg_advisory_xact_lock(hashtextextended('provider-slots:' || :provider, 0))"
 )
@@ -292,6 +295,9 @@ async def start(session: AsyncSession, job_id: uuid.UUID, provider: str, capacit
         return Start.STARTED
     if status != JobStatus.PENDING:
         return Start.ENDED
+    # Full: no need to queue on the provider's lock (the check under it decides otherwise).
+    if (await session.execute(_IN_FLIGHT, {"provider": provider})).scalar_one() >= capacity:
+        return Start.WAITING
     await session.execute(_LOCK_PROVIDER_SLOTS, {"provider": provider})
     started = await session.execute(
         _START_IF_FREE, {"id": job_id, "provider": provider, "capacity": capacity}
@@ -359,7 +365,8 @@ async def fail(session: AsyncSession, job_id: uuid.UUID, code: ErrorCode, messag
     if it had already ended."""
     ended = (
         await session.execute(
-            _FAIL, {"job_id": job_id, "code": code.value, "message": message[:1000]}
+            _FAIL,
+            {"job_id": job_id, "code": code.value, "message": message.replace("\x00", "")[:1000]},
         )
     ).one_or_none()
     if ended is None:

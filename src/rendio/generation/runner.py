@@ -99,9 +99,15 @@ async def _fail(
     shutil.rmtree(request.workdir, ignore_errors=True)
 
 
-def _retrying(settings: Settings) -> AsyncIterator[stamina.Attempt]:
+def _retrying(settings: Settings, *, create: bool = False) -> AsyncIterator[stamina.Attempt]:
+    """Retries of a provider call on what may pass. A `create` is not sent again when the first
+    may have been carried out (its answer was lost): the provider would run the work twice."""
     return stamina.retry_context(
-        on=lambda error: isinstance(error, ProviderError) and error.retryable,
+        on=lambda error: (
+            isinstance(error, ProviderError)
+            and error.retryable
+            and not (create and error.maybe_done)
+        ),
         attempts=settings.provider_retries + 1,
         timeout=None,
         wait_initial=settings.provider_retry_initial,
@@ -127,6 +133,8 @@ async def advance_job(
         return
     if datetime.now(UTC) >= job.deadline_at:
         if job.provider_job_id is not None:
+            if await _ended_at_last_look(services, provider, request, job.provider_job_id):
+                return
             await _cancel_quietly(provider, job.provider_job_id, request)
         await _fail(services, request, *jobs.deadline_failure(job.status))
         return
@@ -157,7 +165,7 @@ async def _submit(
     if started is jobs.Start.ENDED:
         return None  # do not spend a provider's money on it
     try:
-        async for attempt in _retrying(services.settings):
+        async for attempt in _retrying(services.settings, create=True):
             with attempt:
                 submission = await provider.submit(request)
     except ProviderError as error:
@@ -176,6 +184,27 @@ async def _submit(
         return None
     log.info("job_submitted", job_id=str(request.job_id), provider=provider.name)
     return True
+
+
+async def _ended_at_last_look(
+    services: GenerationServices,
+    provider: VideoProvider,
+    request: GenerationRequest,
+    provider_job_id: str,
+) -> bool:
+    """At the deadline, one more look before giving up: a video the provider finished (and
+    will bill) since the last look, or whose callback was lost, is delivered, not refunded."""
+    try:
+        result = await provider.poll(provider_job_id, request)
+    except ProviderError:
+        return False
+    if result.status == "completed":
+        await finish(services, request, result)
+        return True
+    if result.status == "failed":
+        await _fail(services, request, _FAILURE_CODES[result.failure], result.error or "failed")
+        return True
+    return False
 
 
 async def _poll(
@@ -282,8 +311,8 @@ async def _provider_thumbnail(
     try:
         await fetch(download, candidate, max_bytes=20_000_000, seconds=60)
         await asyncio.to_thread(as_jpeg, candidate, thumbnail)
-    except (ExpiredResult, UnusableResult, ProviderError, OSError, ValueError) as error:
-        log.warning("provider_thumbnail_unusable", error=str(error))
+    except Exception as error:  # optional: whatever is wrong with it, ours is kept
+        log.warning("provider_thumbnail_unusable", error=repr(error))
     finally:
         candidate.unlink(missing_ok=True)
 

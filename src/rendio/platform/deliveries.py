@@ -5,6 +5,7 @@ nothing the second time."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from sqlalchemy import text
@@ -21,6 +22,20 @@ _PROCESSED = text(
 )
 
 
+def storable(value: Any) -> Any:
+    """`value` as a jsonb can hold it: PostgreSQL refuses NUL in text, and NaN or Infinity
+    are not JSON; a sender's payload may carry either."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
+
+
 async def record_delivery(
     session: AsyncSession, source: str, delivery_id: str, kind: str, payload: dict[str, Any]
 ) -> int | None:
@@ -31,7 +46,7 @@ async def record_delivery(
             "source": source,
             "delivery": delivery_id,
             "kind": kind,
-            "payload": json.dumps(payload, default=str),
+            "payload": json.dumps(storable(payload), default=str),
         },
     )
     found: int | None = recorded.scalar_one_or_none()

@@ -78,7 +78,7 @@ def _row(
     return {
         "source": source,
         "code": code.value,
-        "message": message[:_MESSAGE_LIMIT],
+        "message": message.replace("\x00", "")[:_MESSAGE_LIMIT],
         "request_id": request_id,
         "user_id": str(user_id) if user_id is not None else None,
         "job_id": str(job_id) if job_id is not None else None,

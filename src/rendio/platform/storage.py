@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 import obstore
+import obstore.exceptions
 from obstore.store import S3Store
 
 from rendio.config import Settings
@@ -102,7 +103,8 @@ class LocalStorage:
 
 class S3Storage:
     """An S3-compatible bucket. With an endpoint (MinIO, R2, a test server) requests use path
-    style, which every such server understands; without one, AWS's virtual-hosted style."""
+    style, which every such server understands; without one, AWS's virtual-hosted style.
+    Failures are OSError, like the local directory's, so callers handle one kind."""
 
     def __init__(self, settings: Settings) -> None:
         assert settings.s3_bucket is not None  # checked by Settings
@@ -122,11 +124,18 @@ class S3Storage:
 
     async def put_file(self, key: str, source: Path) -> None:
         # An object appears whole or not at all (a multipart upload completes atomically).
-        await obstore.put_async(self._store, key, source)
+        try:
+            await obstore.put_async(self._store, key, source)
+        except obstore.exceptions.BaseError as error:
+            raise OSError(f"storing {key} failed: {error}") from None
 
     async def delete(self, keys: list[str]) -> None:
-        if keys:
+        if not keys:
+            return
+        try:
             await obstore.delete_async(self._store, keys)
+        except obstore.exceptions.BaseError as error:
+            raise OSError(f"deleting from the bucket failed: {error}") from None
 
     def local_path(self, key: str) -> Path | None:
         return None

@@ -21,11 +21,21 @@ class ProviderError(Exception):
     """A provider call failed. `retryable` errors (408, 429, 5xx, network) are tried again
     with backoff; others end the job at once."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        maybe_done: bool = False,
+    ) -> None:
         self.retryable = retryable
         # The provider's HTTP status, when it answered one.
         self.status = status
-        super().__init__(message)
+        # The request may have been carried out (the answer was lost or unreadable): a create
+        # must not be sent again, or the provider would run, and bill, the work twice.
+        self.maybe_done = maybe_done
+        super().__init__(message.replace("\x00", ""))
 
 
 class Failure(StrEnum):

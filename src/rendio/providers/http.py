@@ -8,6 +8,7 @@ tools; they never include our request's headers, so no key reaches a log.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -15,6 +16,10 @@ import httpx
 from rendio.providers.base import ProviderError
 
 _SNIPPET = 300
+
+
+def _not_a_number(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a number JSON allows")
 
 
 def _retryable(status: int) -> bool:
@@ -37,8 +42,13 @@ class ProviderHttp:
         answer, raise ProviderError for anything else."""
         try:
             response = await self._client.request(method, url, **kwargs)
-        except httpx.HTTPError as error:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+            # Nothing reached the provider.
             raise ProviderError(f"{self.name}: {type(error).__name__}", retryable=True) from None
+        except httpx.HTTPError as error:
+            raise ProviderError(
+                f"{self.name}: {type(error).__name__}", retryable=True, maybe_done=True
+            ) from None
         if response.status_code >= 400:
             snippet = response.text[:_SNIPPET].strip()
             raise ProviderError(
@@ -53,10 +63,11 @@ class ProviderHttp:
         provider's proxy answering an HTML page passes)."""
         response = await self.call(method, url, **kwargs)
         try:
-            body = response.json()
+            # NaN and Infinity are not JSON, and PostgreSQL would refuse them in a jsonb.
+            body = json.loads(response.content, parse_constant=_not_a_number)
         except ValueError:
             raise ProviderError(
-                f"{self.name} answered a body that is not JSON", retryable=True
+                f"{self.name} answered a body that is not JSON", retryable=True, maybe_done=True
             ) from None
         if not isinstance(body, dict):
             raise ProviderError(f"{self.name} answered JSON that is not an object", retryable=True)

@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -99,8 +100,14 @@ def _any_verifies(keys: list[Ed25519PublicKey], message: bytes, signature: bytes
     return False
 
 
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+
+
 def _fresh(timestamp: str) -> None:
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > TOLERANCE_SECONDS:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not _UNIX_SECONDS.fullmatch(timestamp) or abs(time.time() - int(timestamp)) > (
+        TOLERANCE_SECONDS
+    ):
         raise Forged("timestamp missing or more than 300 s away")
 
 
@@ -151,7 +158,9 @@ class StandardWebhooks:
             return None
         try:
             parsed = Webhook(self._secret).verify(body, dict(headers))
-        except WebhookVerificationError:
+        except (WebhookVerificationError, ValueError):
+            # The library raises ValueError (and UnicodeDecodeError) on a malformed signature
+            # header or a body that is not UTF-8: a stranger's input, refused like any forgery.
             return None
         return parsed if isinstance(parsed, dict) else None
 
