@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
+from starlette.middleware.cors import CORSMiddleware
 
 from rendio.accounts.endpoints import router as accounts_router
 from rendio.admin.endpoints import router as admin_router
@@ -22,9 +23,9 @@ from rendio.generation.endpoints import router as generation_router
 from rendio.history.endpoints import router as history_router
 from rendio.identity import gotrue
 from rendio.identity.auth_endpoints import router as auth_router
-from rendio.identity.dependencies import require_apikey, require_auth_apikey
+from rendio.identity.dependencies import APIKEY_ERRORS, require_apikey, require_auth_apikey
 from rendio.identity.endpoints import router as identity_router
-from rendio.platform.errors import HTTP_STATUS
+from rendio.platform import openapi
 from rendio.platform.http import Renderers, install_error_handlers
 from rendio.platform.media import router as media_router
 from rendio.platform.middleware import RequestMiddleware
@@ -32,20 +33,40 @@ from rendio.platform.ops import router as ops_router
 from rendio.platform.opslog import OpsLog
 from rendio.platform.queue import create_queue
 from rendio.push.endpoints import router as push_router
+from rendio.realtime.endpoints import router as realtime_router
+from rendio.rest import problems as rest_problems
+from rendio.rest.endpoints import require_rest_apikey
+from rendio.rest.endpoints import router as rest_router
 from rendio.services import build_services
 from rendio.tasks import registration
 from rendio.webhooks.endpoints import router as provider_webhooks
 from rendio.worker import COMPONENT as WORKER
 from rendio.worker import run_worker as worker_loop
 
-_ERROR_SCHEMA = {
-    "description": "Error envelope",
-    "content": {
-        "application/json": {
-            "example": {"error": {"code": "ERR_4013", "message": "…", "details": {}}}
-        }
-    },
-}
+# CORS (RENDIO_CORS_ORIGINS): what supabase-js sends, and the answers' headers it may read.
+_CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_CORS_HEADERS = (
+    "authorization",
+    "apikey",
+    "content-type",
+    "x-client-info",
+    "accept-profile",
+    "content-profile",
+    "prefer",
+    "idempotency-key",
+    "range",
+    "x-supabase-api-version",
+    "x-request-id",
+)
+_CORS_EXPOSED = (
+    "content-range",
+    "retry-after",
+    "ratelimit",
+    "ratelimit-policy",
+    "x-request-id",
+    "x-supabase-api-version",
+    "x-sb-error-code",
+)
 
 
 def operation_id(route: APIRoute) -> str:
@@ -98,14 +119,31 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         version="0.1.0",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
-        responses={
-            status: _ERROR_SCHEMA for status in sorted({str(s) for s in HTTP_STATUS.values()})
-        },
+        # Served by `openapi.serve_docs` from our own copies of the scripts, not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
-    renderers = Renderers({gotrue.PREFIX: gotrue.render_problem}, observe=ops_log.observe)
+    openapi.serve_docs(app)
+    # Each route declares the errors its code raises; these add what is around the routes.
+    openapi.describe(
+        app,
+        [
+            *openapi.envelope_rules("/functions/v1/", *APIKEY_ERRORS),
+            *openapi.envelope_rules("/webhooks/"),
+            *gotrue.around(),
+        ],
+    )
+    renderers = Renderers(
+        {
+            gotrue.PREFIX: gotrue.render_problem,
+            rest_problems.PREFIX: rest_problems.render_problem,
+        },
+        observe=ops_log.observe,
+    )
     install_error_handlers(app, renderers)
     app.add_exception_handler(gotrue.AuthApiError, gotrue.on_auth_error)
+    app.add_exception_handler(rest_problems.RestProblem, rest_problems.on_rest_problem)
     app.include_router(ops_router)
     functions_gate = [Depends(require_apikey)]
     app.include_router(catalog_router, dependencies=functions_gate)
@@ -119,6 +157,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     app.include_router(push_router, dependencies=functions_gate)
     app.include_router(admin_router, dependencies=functions_gate)
     app.include_router(media_router)
+    app.include_router(rest_router, dependencies=[Depends(require_rest_apikey)])
+    app.include_router(realtime_router)
     app.include_router(auth_router, dependencies=[Depends(require_auth_apikey)])
     app.add_middleware(
         RequestMiddleware,
@@ -128,4 +168,15 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         limiter=services.limiter,
         trusted_proxies=settings.trusted_proxies,
     )
+    if settings.cors_origins:
+        # Added last, so outermost: a preflight is answered before the request middleware (no
+        # apikey, no rate limit), and every other answer, refusals included, gets the headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=_CORS_METHODS,
+            allow_headers=_CORS_HEADERS,
+            expose_headers=_CORS_EXPOSED,
+            max_age=600,
+        )
     return app

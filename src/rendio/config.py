@@ -8,6 +8,7 @@ Production (`RENDIO_ENV=prod`) refuses the conveniences that only make sense on 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -28,6 +29,7 @@ ENV_PREFIX = "RENDIO_"
 _RESERVED_PREFIXES = ("RENDIO_TEST_",)
 _JWT_SECRET_FILE = "jwt_secret"  # noqa: S105 (a file name, not a secret)
 _MIN_SECRET_LENGTH = 32
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.\-]*://[^/?#\s@]+", re.IGNORECASE)
 
 
 AppStoreEnvironment = Literal["Production", "Sandbox", "Xcode", "LocalTesting"]
@@ -73,11 +75,45 @@ class Settings(BaseSettings):
         default=256, ge=1, le=100_000, description="Requests served at once; more get 503."
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    rest_max_rows: int = Field(
+        default=1000, ge=1, le=100_000, description="Most rows one /rest/v1 read answers."
+    )
+    rest_statement_timeout_ms: int = Field(
+        default=5000, ge=100, le=600_000, description="A /rest/v1 query running longer is cut."
+    )
+    realtime_max_connections: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Realtime sockets one process holds."
+    )
+    realtime_max_connections_per_ip: int = Field(
+        default=500,
+        ge=1,
+        le=1_000_000,
+        description="Realtime sockets one client address may hold in one process.",
+    )
+    realtime_max_channels: int = Field(
+        default=100, ge=1, le=10_000, description="Channels one realtime socket may join."
+    )
+    realtime_send_queue: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Messages waiting for one slow socket before it is dropped.",
+    )
 
     anon_key: SecretStr | None = Field(
         default=None, description="When set, every /functions/v1 and /auth/v1 call must send it."
     )
-    access_token_lifetime: int = Field(default=3600, ge=60, le=86_400)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (comma-separated; `*` for any); "
+        "unset means no CORS headers, which native apps do not need.",
+    )
+    access_token_lifetime: int = Field(
+        default=3600,
+        ge=60,
+        le=86_400,
+        description="Seconds an access JWT lives; below a minute clients would refresh nonstop.",
+    )
     refresh_reuse_interval: int = Field(
         default=10, ge=0, le=3600, description="Seconds a rotated refresh token still works."
     )
@@ -283,6 +319,7 @@ class Settings(BaseSettings):
         "appstore_environments",
         "appstore_root_certificates",
         "trusted_proxies",
+        "cors_origins",
         mode="before",
     )
     @classmethod
@@ -290,6 +327,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """Browsers send `Origin` as scheme://host[:port] in lower case, never with a path or a
+        trailing slash; an entry that could never match is a typo, refused at start."""
+        for origin in value:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin like https://app.example.com "
+                    "(scheme and host, optional port, no path or trailing slash)"
+                )
+        return [origin.lower() for origin in value]
 
     @model_validator(mode="after")
     def _require_devicecheck_credentials(self) -> Settings:

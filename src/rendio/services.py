@@ -20,21 +20,29 @@ from rendio.identity.apple_signin import AppleIdTokenVerifier
 from rendio.identity.devicecheck import build_device_verifier
 from rendio.identity.services import IdentityServices
 from rendio.identity.sessions import Keys
-from rendio.platform.db import create_engine, session_factory
+from rendio.platform.db import create_engine, libpq_url, session_factory
 from rendio.platform.health import Health
 from rendio.platform.ratelimit import RateLimiter
 from rendio.platform.storage import build_storage
 from rendio.providers.registry import build_providers, offered_providers
 from rendio.push.apns import ApnsClient
 from rendio.push.services import PushServices
+from rendio.realtime.hub import ChangeHub
+from rendio.realtime.services import RealtimeServices
 from rendio.webhooks.services import WebhookServices, build_verifiers
 
 
 @dataclass(frozen=True)
 class Services(
-    PushServices, WebhookServices, GenerationServices, CreditsServices, IdentityServices
+    RealtimeServices,
+    PushServices,
+    WebhookServices,
+    GenerationServices,
+    CreditsServices,
+    IdentityServices,
 ):
     async def aclose(self) -> None:
+        await self.changes.aclose()
         await self.device_verifier.aclose()
         if self.apns is not None:
             await self.apns.aclose()
@@ -53,10 +61,11 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
     appstore = build_appstore_verifier(settings)
     secret = settings.resolved_jwt_secret()
     engine = create_engine(database_url, pool_size=pool_size)
+    sessions = session_factory(engine)
     return Services(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         storage=build_storage(settings, secret),
         secret=secret,
         health=Health(),
@@ -75,4 +84,5 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
         providers=build_providers(settings),
         apns=ApnsClient(settings) if settings.push_configured else None,
         verifiers=build_verifiers(settings),
+        changes=ChangeHub(libpq_url(database_url), sessions),
     )

@@ -212,11 +212,26 @@ async def test_the_apikey_gate(make_settings: Any) -> None:
         session = (
             await client.post("/auth/v1/signup", json={}, headers={"apikey": "public-anon-key"})
         ).json()
+        # A missing or wrong key is ERR_4016, which the app can tell from an expired session.
         no_key = await client.get("/functions/v1/user-profile", headers=bearer(session))
         assert no_key.status_code == 401
-        assert no_key.json()["error"]["code"] == "ERR_4005"
+        assert no_key.json()["error"]["code"] == "ERR_4016"
+        wrong_key = await client.get(
+            "/functions/v1/user-profile",
+            headers={**bearer(session), "apikey": "other", "Accept-Language": "tr"},
+        )
+        assert wrong_key.status_code == 401
+        assert wrong_key.json()["error"]["code"] == "ERR_4016"
+        assert wrong_key.json()["error"]["message"].startswith("API anahtarı")
         models = await client.get("/functions/v1/get-models")
         assert models.status_code == 401
+        assert models.json()["error"]["code"] == "ERR_4016"
+        expired = await client.get(
+            "/functions/v1/user-profile",
+            headers={"Authorization": "Bearer x.y.z", "apikey": "public-anon-key"},
+        )
+        assert expired.status_code == 401
+        assert expired.json()["error"]["code"] == "ERR_4005"
         with_key = await client.get(
             "/functions/v1/user-profile",
             headers={**bearer(session), "apikey": "public-anon-key"},

@@ -116,9 +116,47 @@ def test_sign_in_with_apple_upgrades_the_guest(supabase: Client, fake_apple: Fak
     assert refused.value.code == "bad_oidc_token"
 
 
+def test_update_user_keeps_metadata(supabase: Client) -> None:
+    signed_in = supabase.auth.sign_in_anonymously({"options": {"data": {"source": "store"}}})
+    assert signed_in.user is not None
+    assert signed_in.user.user_metadata == {"source": "store"}
+
+    updated = supabase.auth.update_user({"data": {"name": "Ada", "prefs": {"hd": True}}})
+    assert updated.user.id == signed_in.user.id
+    assert updated.user.user_metadata == {"source": "store", "name": "Ada", "prefs": {"hd": True}}
+    removed = supabase.auth.update_user({"data": {"source": None}})
+    assert removed.user.user_metadata == {"name": "Ada", "prefs": {"hd": True}}
+
+    fetched = supabase.auth.get_user()
+    assert fetched is not None
+    assert fetched.user.user_metadata == {"name": "Ada", "prefs": {"hd": True}}
+    refreshed = supabase.auth.refresh_session()
+    assert refreshed.user is not None
+    assert refreshed.user.user_metadata == {"name": "Ada", "prefs": {"hd": True}}
+
+    with pytest.raises(AuthApiError) as email:
+        supabase.auth.update_user({"email": "ada@example.com", "data": {"name": "Bob"}})
+    assert email.value.status == 422
+    assert email.value.code == "email_provider_disabled"
+    with pytest.raises(AuthApiError) as password:
+        supabase.auth.update_user({"password": "a long enough password"})
+    assert password.value.code == "email_provider_disabled"
+    with pytest.raises(AuthApiError) as too_large:
+        supabase.auth.update_user({"data": {"blob": "x" * 20_000}})
+    assert too_large.value.status == 400
+    assert too_large.value.code == "validation_failed"
+    fetched = supabase.auth.get_user()
+    assert fetched is not None
+    assert fetched.user.user_metadata == {"name": "Ada", "prefs": {"hd": True}}
+
+
 def test_a_missing_apikey_is_refused(server: LiveServer) -> None:
     client = create_client(server.base_url, "not-the-anon-key")
     with pytest.raises(AuthApiError) as refused:
         client.auth.sign_in_anonymously()
     assert refused.value.status == 401
     assert refused.value.code == "no_api_key"
+    with pytest.raises(FunctionsHttpError) as functions:
+        client.functions.invoke("get-models")
+    assert functions.value.status == 401
+    assert functions.value.message["code"] == "ERR_4016"

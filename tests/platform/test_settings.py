@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from rendio.config import SettingsError, load_settings
+from tests.helpers.processes import run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -139,3 +140,41 @@ def test_provider_is_configured_by_its_key(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("RENDIO_FAL_KEY", "key-123")
     assert load_settings().provider_configured("fal")
     assert not load_settings().provider_configured("nonexistent")
+
+
+def test_cors_origins_are_a_checked_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().cors_origins == []
+    monkeypatch.setenv("RENDIO_CORS_ORIGINS", "")
+    assert load_settings().cors_origins == []
+    monkeypatch.setenv(
+        "RENDIO_CORS_ORIGINS",
+        "https://App.Example.com, http://localhost:5173,capacitor://localhost",
+    )
+    assert load_settings().cors_origins == [
+        "https://app.example.com",
+        "http://localhost:5173",
+        "capacitor://localhost",
+    ]
+    monkeypatch.setenv("RENDIO_CORS_ORIGINS", "*")
+    assert load_settings().cors_origins == ["*"]
+    for never_matches in ["https://app.example.com/", "app.example.com", "https://a.com/path"]:
+        monkeypatch.setenv("RENDIO_CORS_ORIGINS", f"https://ok.example.com,{never_matches}")
+        with pytest.raises(SettingsError, match="RENDIO_CORS_ORIGINS"):
+            load_settings()
+
+
+def test_access_tokens_live_at_least_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENDIO_ACCESS_TOKEN_LIFETIME", "59")
+    with pytest.raises(SettingsError, match="RENDIO_ACCESS_TOKEN_LIFETIME"):
+        load_settings()
+    # The server refuses to start, naming the setting (before it looks for a database).
+    started = run_cli(
+        "postgresql://nowhere.invalid/rendio", "serve", RENDIO_ACCESS_TOKEN_LIFETIME="59"
+    )
+    assert started.returncode == 2, started.stderr
+    assert "RENDIO_ACCESS_TOKEN_LIFETIME" in started.stderr
+    monkeypatch.setenv("RENDIO_ACCESS_TOKEN_LIFETIME", "60")
+    assert load_settings().access_token_lifetime == 60
+    monkeypatch.setenv("RENDIO_ACCESS_TOKEN_LIFETIME", "86401")
+    with pytest.raises(SettingsError, match="RENDIO_ACCESS_TOKEN_LIFETIME"):
+        load_settings()

@@ -5,15 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from rendio.accounts import service
-from rendio.identity.dependencies import CurrentUser
+from rendio.identity.dependencies import AUTH_ERRORS, CurrentUser
 from rendio.identity.schemas import AccountDeleted
 from rendio.platform.db import Session
+from rendio.platform.openapi import errors
 from rendio.platform.services import CoreDeps
 
 router = APIRouter(prefix="/functions/v1", tags=["identity"])
 
 
-@router.post("/delete-account", response_model=AccountDeleted)
+@router.post("/delete-account", response_model=AccountDeleted, responses=errors(*AUTH_ERRORS))
 async def delete_account(
     services: CoreDeps, caller: CurrentUser, session: Session
 ) -> AccountDeleted:

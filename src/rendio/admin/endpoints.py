@@ -26,12 +26,17 @@ from rendio.admin.schemas import (
     UnbanIn,
     UserQuery,
 )
-from rendio.identity.dependencies import CurrentUser
+from rendio.identity.dependencies import AUTH_ERRORS, CurrentUser
 from rendio.platform.db import Session
-from rendio.platform.errors import Forbidden
+from rendio.platform.errors import ErrorCode, Forbidden
+from rendio.platform.openapi import errors
 
 router = APIRouter(prefix="/functions/v1", tags=["admin"])
 DEFAULT_WINDOW = timedelta(hours=24)
+# Every admin operation: not an admin (ERR_4010, in AUTH_ERRORS) or a bad request; those that
+# name a user, job or model: not found.
+_READ = errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED)
+_ACTION = errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND)
 
 
 async def require_admin(request: Request, caller: CurrentUser) -> service.Actor:
@@ -47,7 +52,7 @@ def _out(done: service.Done) -> ActionOut:
     return ActionOut(action_id=done.action_id, before=done.before, after=done.after)
 
 
-@router.post("/admin-refund-credits", response_model=ActionOut)
+@router.post("/admin-refund-credits", response_model=ActionOut, responses=_ACTION)
 async def admin_refund_credits(admin: Admin, session: Session, body: RefundCreditsIn) -> ActionOut:
     """Give a user credits back, through the ledger (reason `admin_refund`)."""
     return _out(
@@ -55,7 +60,16 @@ async def admin_refund_credits(admin: Admin, session: Session, body: RefundCredi
     )
 
 
-@router.post("/admin-adjust-credits", response_model=ActionOut)
+@router.post(
+    "/admin-adjust-credits",
+    response_model=ActionOut,
+    responses=errors(
+        *AUTH_ERRORS,
+        ErrorCode.VALIDATION_FAILED,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.INSUFFICIENT_CREDITS,
+    ),
+)
 async def admin_adjust_credits(admin: Admin, session: Session, body: AdjustCreditsIn) -> ActionOut:
     """Add (positive) or take (negative) credits; never below zero (402 ERR_4001)."""
     return _out(
@@ -63,32 +77,32 @@ async def admin_adjust_credits(admin: Admin, session: Session, body: AdjustCredi
     )
 
 
-@router.post("/admin-refund-job", response_model=ActionOut)
+@router.post("/admin-refund-job", response_model=ActionOut, responses=_ACTION)
 async def admin_refund_job(admin: Admin, session: Session, body: RefundJobIn) -> ActionOut:
     """Refund what a completed job cost: once per job, ever (a failed job was refunded
     already; a running one is refunded by itself if it fails)."""
     return _out(await service.refund_job(session, admin, body.job_id, body.reason))
 
 
-@router.post("/admin-set-model", response_model=ActionOut)
+@router.post("/admin-set-model", response_model=ActionOut, responses=_ACTION)
 async def admin_set_model(admin: Admin, session: Session, body: SetModelIn) -> ActionOut:
     """Switch a model on or off, feature it, or set its price in credits."""
     return _out(await service.set_model(session, admin, body.model_id, body.changes(), body.reason))
 
 
-@router.post("/admin-ban-user", response_model=ActionOut)
+@router.post("/admin-ban-user", response_model=ActionOut, responses=_ACTION)
 async def admin_ban_user(admin: Admin, session: Session, body: BanIn) -> ActionOut:
     """Ban a user: their every session is revoked at once."""
     return _out(await service.set_banned(session, admin, body.user_id, body.reason, banned=True))
 
 
-@router.post("/admin-unban-user", response_model=ActionOut)
+@router.post("/admin-unban-user", response_model=ActionOut, responses=_ACTION)
 async def admin_unban_user(admin: Admin, session: Session, body: UnbanIn) -> ActionOut:
     """Lift a ban (the user signs in again: their old sessions stay revoked)."""
     return _out(await service.set_banned(session, admin, body.user_id, body.reason, banned=False))
 
 
-@router.get("/admin-user")
+@router.get("/admin-user", responses=_ACTION)
 async def admin_user(
     _: Admin, session: Session, query: Annotated[UserQuery, Query()]
 ) -> dict[str, object]:
@@ -99,7 +113,7 @@ async def admin_user(
     )
 
 
-@router.get("/admin-stats")
+@router.get("/admin-stats", responses=_READ)
 async def admin_stats(
     _: Admin, session: Session, query: Annotated[StatsQuery, Query()]
 ) -> dict[str, object]:
@@ -111,7 +125,7 @@ async def admin_stats(
     return await reports.stats(session, since, until)
 
 
-@router.get("/admin-actions", response_model=ActionsPage)
+@router.get("/admin-actions", response_model=ActionsPage, responses=_READ)
 async def admin_actions(
     _: Admin, session: Session, query: Annotated[ActionsQuery, Query()]
 ) -> ActionsPage:

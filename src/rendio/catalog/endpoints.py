@@ -10,18 +10,21 @@ from rendio.catalog.schemas import ModelsOut
 from rendio.catalog.service import available_models, etag_matches, strong_etag
 from rendio.catalog.services import CatalogDeps
 from rendio.platform.db import Session
+from rendio.platform.errors import ErrorCode
+from rendio.platform.openapi import errors
 
 router = APIRouter(prefix="/functions/v1", tags=["catalog"])
 CACHE_CONTROL = "public, max-age=60"
 
 
-_NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
-    304: {"description": "Not modified (If-None-Match matched the ETag)"}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified (If-None-Match matched the ETag)"},
+    **errors(ErrorCode.DATABASE_ERROR),
 }
 
 
-@router.get("/get-models", response_model=ModelsOut, responses=_NOT_MODIFIED)
-@router.post("/get-models", response_model=ModelsOut, responses=_NOT_MODIFIED)
+@router.get("/get-models", response_model=ModelsOut, responses=_RESPONSES)
+@router.post("/get-models", response_model=ModelsOut, responses=_RESPONSES)
 async def get_models(
     services: CatalogDeps,
     session: Session,

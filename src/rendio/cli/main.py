@@ -21,6 +21,7 @@ from rendio.cli.common import (
     fail,
     settings_from,
 )
+from rendio.cli.docs import docs_app
 from rendio.config import SettingsError
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ PROVIDER_KEYS = {
 credits_app = typer.Typer(help="Inspect the credit ledger.", no_args_is_help=True)
 app.add_typer(credits_app, name="credits")
 app.add_typer(admin_app, name="admin")
+app.add_typer(docs_app, name="docs")
 
 
 @app.command()

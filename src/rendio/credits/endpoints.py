@@ -15,17 +15,18 @@ from rendio.credits.schemas import (
     WebhookOut,
 )
 from rendio.credits.services import CreditsDeps
-from rendio.identity.dependencies import CurrentUser
+from rendio.identity.dependencies import AUTH_ERRORS, CurrentUser
 from rendio.platform.db import Session, after_commit
-from rendio.platform.errors import PurchaseInvalid
+from rendio.platform.errors import ErrorCode, PurchaseInvalid
 from rendio.platform.metrics import WEBHOOKS
+from rendio.platform.openapi import errors
 
 router = APIRouter(prefix="/functions/v1", tags=["credits"])
 webhooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 
-@router.get("/get-user-credits", response_model=CreditsOut)
-@router.post("/get-user-credits", response_model=CreditsOut)
+@router.get("/get-user-credits", response_model=CreditsOut, responses=errors(*AUTH_ERRORS))
+@router.post("/get-user-credits", response_model=CreditsOut, responses=errors(*AUTH_ERRORS))
 async def get_user_credits(caller: CurrentUser) -> CreditsOut:
     return CreditsOut(
         credits_remaining=caller.user.credits_remaining,
@@ -39,7 +40,17 @@ async def get_products(services: CreditsDeps) -> ProductsOut:
     return ProductsOut(products=services.products.products)
 
 
-@router.post("/update-credits", response_model=UpdateCreditsOut)
+@router.post(
+    "/update-credits",
+    response_model=UpdateCreditsOut,
+    responses=errors(
+        *AUTH_ERRORS,
+        ErrorCode.VALIDATION_FAILED,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.PURCHASE_INVALID,
+        ErrorCode.NOT_FOUND,
+    ),
+)
 async def update_credits(
     request: Request,
     services: CreditsDeps,
@@ -64,7 +75,13 @@ async def update_credits(
     )
 
 
-@webhooks.post("/app-store", response_model=WebhookOut)
+@webhooks.post(
+    "/app-store",
+    response_model=WebhookOut,
+    responses=errors(
+        ErrorCode.VALIDATION_FAILED, ErrorCode.PURCHASE_INVALID, ErrorCode.DATABASE_ERROR
+    ),
+)
 async def app_store_notification(
     services: CreditsDeps, session: Session, body: AppStoreNotificationIn
 ) -> WebhookOut:

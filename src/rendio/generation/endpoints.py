@@ -18,23 +18,43 @@ from rendio.generation.schemas import (
 )
 from rendio.generation.service import start_generation
 from rendio.generation.services import GenerationDeps, GenerationServices
-from rendio.identity.dependencies import CurrentUser
+from rendio.identity.dependencies import AUTH_ERRORS, CurrentUser
 from rendio.platform import idempotency
 from rendio.platform.db import Session
-from rendio.platform.errors import Forbidden, NotFound, ValidationFailed
+from rendio.platform.errors import ErrorCode, Forbidden, NotFound, ValidationFailed
+from rendio.platform.openapi import errors
 
 router = APIRouter(prefix="/functions/v1", tags=["generation"])
 OPERATION = "generate-video"
+_STATUS_ERRORS = errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND)
 
 
-@router.post("/generate-video", response_model=GenerateOut)
+@router.post(
+    "/generate-video",
+    response_model=GenerateOut,
+    responses=errors(
+        *AUTH_ERRORS,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.IDEMPOTENCY_KEY_INVALID,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        ErrorCode.IDEMPOTENCY_IN_PROGRESS,
+        ErrorCode.VALIDATION_FAILED,
+        ErrorCode.INVALID_PROMPT,
+        ErrorCode.MODEL_UNAVAILABLE,
+        ErrorCode.INSUFFICIENT_CREDITS,
+        ErrorCode.NOT_FOUND,
+    ),
+    openapi_extra=idempotency.REQUIRED_HEADER,
+)
 async def generate_video(
     request: Request,
     services: GenerationDeps,
     caller: CurrentUser,
     session: Session,
     body: GenerateIn,
-    idempotency_key: str | None = Header(default=None, alias=idempotency.HEADER),
+    idempotency_key: str | None = Header(
+        default=None, alias=idempotency.HEADER, include_in_schema=False
+    ),
 ) -> JSONResponse:
     """Charge for a video and queue it. Send an `Idempotency-Key`; a retry with the same key
     and body answers the first result (`X-Idempotent-Replay: true`) without a second charge."""
@@ -72,7 +92,7 @@ async def generate_video(
     return JSONResponse(answer.body, status_code=answer.status_code)
 
 
-@router.get("/get-video-status", response_model=VideoStatusOut)
+@router.get("/get-video-status", response_model=VideoStatusOut, responses=_STATUS_ERRORS)
 async def get_video_status(
     request: Request,
     services: GenerationDeps,
@@ -83,7 +103,7 @@ async def get_video_status(
     return await _status(request, services, caller, session, job_id)
 
 
-@router.post("/get-video-status", response_model=VideoStatusOut)
+@router.post("/get-video-status", response_model=VideoStatusOut, responses=_STATUS_ERRORS)
 async def post_video_status(
     request: Request,
     services: GenerationDeps,

@@ -11,14 +11,17 @@ from rendio.generation.links import MediaLinks
 from rendio.generation.services import GenerationDeps
 from rendio.history import service
 from rendio.history.schemas import HistoryPage, HistoryQuery, JobRef, JobVisibility
-from rendio.identity.dependencies import CurrentUser
+from rendio.identity.dependencies import AUTH_ERRORS, CurrentUser
 from rendio.platform.db import Session
-from rendio.platform.errors import ValidationFailed
+from rendio.platform.errors import ErrorCode, ValidationFailed
+from rendio.platform.openapi import errors
 
 router = APIRouter(prefix="/functions/v1", tags=["history"])
+_PAGE_ERRORS = errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED)
+_JOB_ERRORS = errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND)
 
 
-@router.get("/get-video-jobs", response_model=HistoryPage)
+@router.get("/get-video-jobs", response_model=HistoryPage, responses=_PAGE_ERRORS)
 async def get_video_jobs(
     request: Request,
     services: GenerationDeps,
@@ -30,7 +33,7 @@ async def get_video_jobs(
     return await _page(request, services, caller, session, query)
 
 
-@router.post("/get-video-jobs", response_model=HistoryPage)
+@router.post("/get-video-jobs", response_model=HistoryPage, responses=_PAGE_ERRORS)
 async def post_video_jobs(
     request: Request,
     services: GenerationDeps,
@@ -58,14 +61,14 @@ async def _page(
     )
 
 
-@router.post("/delete-video-job", response_model=JobVisibility)
+@router.post("/delete-video-job", response_model=JobVisibility, responses=_JOB_ERRORS)
 async def delete_video_job(caller: CurrentUser, session: Session, body: JobRef) -> JobVisibility:
     """Hide a job from the history (restorable); deleting twice is harmless."""
     await service.set_deleted(session, caller.user.id, body.job_id, deleted=True)
     return JobVisibility(job_id=body.job_id, deleted=True)
 
 
-@router.delete("/delete-video-job", response_model=JobVisibility)
+@router.delete("/delete-video-job", response_model=JobVisibility, responses=_JOB_ERRORS)
 async def delete_video_job_by_method(
     caller: CurrentUser,
     session: Session,
@@ -80,7 +83,7 @@ async def delete_video_job_by_method(
     return JobVisibility(job_id=chosen, deleted=True)
 
 
-@router.post("/restore-video-job", response_model=JobVisibility)
+@router.post("/restore-video-job", response_model=JobVisibility, responses=_JOB_ERRORS)
 async def restore_video_job(caller: CurrentUser, session: Session, body: JobRef) -> JobVisibility:
     """Bring a soft-deleted job back; restoring a job that is not deleted is harmless."""
     await service.set_deleted(session, caller.user.id, body.job_id, deleted=False)

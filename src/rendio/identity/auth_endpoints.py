@@ -13,14 +13,22 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from rendio.identity import service
 from rendio.identity.apple_signin import InvalidIdToken, KeysUnavailable
 from rendio.identity.dependencies import (
+    AUTH_API_ERRORS,
     AuthApiCaller,
     TokenProblem,
     bearer_token,
     resolve_token,
 )
-from rendio.identity.gotrue import AuthApiError, parse
+from rendio.identity.gotrue import AuthApiError, auth_errors, parse
 from rendio.identity.models import User
-from rendio.identity.schemas import GoTrueSession, GoTrueUser, IdTokenIn, RefreshIn, SignupIn
+from rendio.identity.schemas import (
+    GoTrueSession,
+    GoTrueUser,
+    IdTokenIn,
+    RefreshIn,
+    SignupIn,
+    UserUpdateIn,
+)
 from rendio.identity.services import IdentityDeps, IdentityServices
 from rendio.identity.sessions import (
     RefreshTokenReused,
@@ -29,18 +37,25 @@ from rendio.identity.sessions import (
     start_session,
 )
 from rendio.platform.db import Session
+from rendio.platform.openapi import request_body
 
 router = APIRouter(prefix="/auth/v1", tags=["auth"])
 
 
-@router.post("/signup", response_model=GoTrueSession)
+@router.post(
+    "/signup",
+    response_model=GoTrueSession,
+    responses=auth_errors((422, "email_provider_disabled")),
+    openapi_extra=request_body(SignupIn),
+)
 async def signup(
     request: Request,
     services: IdentityDeps,
     session: Session,
     body: dict[str, Any] | None = Body(default=None),
 ) -> GoTrueSession:
-    """Anonymous sign-in (no email, no phone). Email and phone sign-up are not offered."""
+    """Anonymous sign-in (no email, no phone), keeping `data` as the user's metadata. Email
+    and phone sign-up are not offered."""
     await services.limiter.enforce(request, "signup")
     form = parse(SignupIn, body)
     if form.email or form.phone or form.password:
@@ -49,12 +64,32 @@ async def signup(
             "email_provider_disabled",
             "Only anonymous sign-up is offered; use Sign in with Apple to register",
         )
-    user = await service.create_anonymous_user(session)
+    user = await service.create_anonymous_user(session, form.data)
     issued = await start_session(session, services.keys, user, amr="anonymous")
     return GoTrueSession.of(issued)
 
 
-@router.post("/token", response_model=GoTrueSession)
+@router.post(
+    "/token",
+    response_model=GoTrueSession,
+    responses=auth_errors(
+        (400, "unsupported_grant_type"),
+        (400, "refresh_token_not_found"),
+        (400, "refresh_token_already_used"),
+        (400, "session_not_found"),
+        (400, "user_banned"),
+        (400, "provider_disabled"),
+        (400, "bad_oidc_token"),
+        (503, "unexpected_failure"),
+    ),
+    openapi_extra=request_body(
+        RefreshIn,
+        IdTokenIn,
+        description="`RefreshIn` with `grant_type=refresh_token`, `IdTokenIn` with "
+        "`grant_type=id_token` (Sign in with Apple; send a guest's bearer token to upgrade "
+        "or merge that guest).",
+    ),
+)
 async def token(
     request: Request,
     services: IdentityDeps,
@@ -125,12 +160,49 @@ async def _calling_guest(
     return caller.user if caller.user.is_guest else None
 
 
-@router.get("/user", response_model=GoTrueUser)
+@router.get("/user", response_model=GoTrueUser, responses=auth_errors(*AUTH_API_ERRORS))
 async def get_user(caller: AuthApiCaller) -> GoTrueUser:
     return GoTrueUser.of(caller.user)
 
 
-@router.post("/logout", status_code=204, response_class=Response)
+@router.put(
+    "/user",
+    response_model=GoTrueUser,
+    responses=auth_errors(
+        *AUTH_API_ERRORS,
+        (403, "not_admin"),
+        (404, "user_not_found"),
+        (422, "email_provider_disabled"),
+        (422, "phone_provider_disabled"),
+    ),
+    openapi_extra=request_body(UserUpdateIn),
+)
+async def update_user(
+    caller: AuthApiCaller,
+    session: Session,
+    body: dict[str, Any] | None = Body(default=None),
+) -> GoTrueUser:
+    """supabase `updateUser`: `data` merges into `user_metadata` (a null value removes its
+    key); email, phone, password and `app_metadata` changes are refused in GoTrue's shape."""
+    form = parse(UserUpdateIn, body)
+    user = await service.update_user(
+        session,
+        caller.user,
+        email=form.email,
+        phone=form.phone,
+        password=form.password,
+        app_metadata=form.app_metadata,
+        data=form.data,
+    )
+    return GoTrueUser.of(user)
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    response_class=Response,
+    responses=auth_errors(*AUTH_API_ERRORS),
+)
 async def logout(
     caller: AuthApiCaller,
     session: Session,

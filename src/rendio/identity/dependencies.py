@@ -12,7 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,8 +23,29 @@ from rendio.identity.services import IdentityServices
 from rendio.identity.sessions import Keys
 from rendio.identity.tokens import InvalidToken, verify_access_token
 from rendio.platform.db import Session
-from rendio.platform.errors import Forbidden, Unauthorized
+from rendio.platform.errors import ApiKeyInvalid, ErrorCode, Forbidden, Unauthorized
 from rendio.platform.services import services_of
+
+# The OpenAPI security schemes. They only document the headers: the checks below read them
+# themselves (and answer in the SPEC envelope or GoTrue's shape, not FastAPI's 403).
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="The access token of a session (device-check, /auth/v1/signup or /auth/v1/token).",
+    auto_error=False,
+)
+APIKEY = APIKeyHeader(
+    name="apikey",
+    scheme_name="apikey",
+    description="The public (anon) key of the app; required when RENDIO_ANON_KEY is set.",
+    auto_error=False,
+)
+BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+ApiKeyHeader = Annotated[str | None, Security(APIKEY)]
+# What `CurrentUser` can answer: no or a bad token, a banned account, its database lookup.
+AUTH_ERRORS = (ErrorCode.UNAUTHORIZED, ErrorCode.FORBIDDEN, ErrorCode.DATABASE_ERROR)
+# What the `/functions/v1` gate (`require_apikey`) can answer.
+APIKEY_ERRORS = (ErrorCode.API_KEY_INVALID,)
 
 
 @dataclass(frozen=True)
@@ -85,7 +107,7 @@ def _remember_user(request: Request, user_id: uuid.UUID) -> None:
     request.scope.setdefault("state", {})["user_id"] = str(user_id)
 
 
-async def authenticate(request: Request, session: Session) -> Caller:
+async def authenticate(request: Request, session: Session, _: BearerHeader) -> Caller:
     """401 ERR_4005 for a missing, malformed, forged, expired or revoked token; 403 if banned."""
     token = bearer_token(request)
     if token is None:
@@ -103,7 +125,7 @@ async def authenticate(request: Request, session: Session) -> Caller:
 CurrentUser = Annotated[Caller, Depends(authenticate)]
 
 
-async def authenticate_auth_api(request: Request, session: Session) -> Caller:
+async def authenticate_auth_api(request: Request, session: Session, _: BearerHeader) -> Caller:
     """The same check for `/auth/v1`, refused the way GoTrue refuses."""
     token = bearer_token(request)
     if token is None:
@@ -120,6 +142,13 @@ async def authenticate_auth_api(request: Request, session: Session) -> Caller:
 
 
 AuthApiCaller = Annotated[Caller, Depends(authenticate_auth_api)]
+# What `AuthApiCaller` can answer, as GoTrue errors (status, code).
+AUTH_API_ERRORS = (
+    (401, "no_authorization"),
+    (403, "bad_jwt"),
+    (403, "session_not_found"),
+    (403, "user_banned"),
+)
 
 
 def _apikey_matches(request: Request) -> bool:
@@ -130,13 +159,14 @@ def _apikey_matches(request: Request) -> bool:
     return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
 
 
-async def require_apikey(request: Request) -> None:
-    """`/functions/v1`: with RENDIO_ANON_KEY set, a request without it is refused."""
+async def require_apikey(request: Request, _: ApiKeyHeader) -> None:
+    """`/functions/v1`: with RENDIO_ANON_KEY set, a request without it is refused with
+    ERR_4016, not ERR_4005, so the app does not take a bad build for an expired session."""
     if not _apikey_matches(request):
-        raise Unauthorized({"reason": "missing or wrong apikey"})
+        raise ApiKeyInvalid({"reason": "missing or wrong apikey"})
 
 
-async def require_auth_apikey(request: Request) -> None:
+async def require_auth_apikey(request: Request, _: ApiKeyHeader) -> None:
     """`/auth/v1`: the same gate, answered in GoTrue's shape."""
     if not _apikey_matches(request):
         raise AuthApiError(401, "no_api_key", "No API key found in request")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Request
 
 from rendio.identity import service
-from rendio.identity.dependencies import CurrentUser
+from rendio.identity.dependencies import AUTH_ERRORS, CurrentUser
 from rendio.identity.schemas import (
     DeviceCheckIn,
     DeviceCheckOut,
@@ -16,13 +16,28 @@ from rendio.identity.schemas import (
 from rendio.identity.services import IdentityDeps
 from rendio.identity.sessions import start_session
 from rendio.platform.db import Session
-from rendio.platform.errors import Forbidden
+from rendio.platform.errors import ErrorCode, Forbidden
+from rendio.platform.openapi import errors
 
 router = APIRouter(prefix="/functions/v1", tags=["identity"])
+_DEVICE_CHECK_ERRORS = errors(
+    ErrorCode.VALIDATION_FAILED,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.DEVICE_VERIFICATION_FAILED,
+    ErrorCode.PROVIDER_UNAVAILABLE,
+    ErrorCode.FORBIDDEN,
+    ErrorCode.UNAVAILABLE,
+    ErrorCode.DATABASE_ERROR,
+)
 
 
-@router.post("/device-check", response_model=DeviceCheckOut)
-@router.post("/device/check", response_model=DeviceCheckOut, include_in_schema=False)
+@router.post("/device-check", response_model=DeviceCheckOut, responses=_DEVICE_CHECK_ERRORS)
+@router.post(
+    "/device/check",
+    response_model=DeviceCheckOut,
+    responses=_DEVICE_CHECK_ERRORS,
+    include_in_schema=False,
+)
 async def device_check(
     request: Request, services: IdentityDeps, session: Session, body: DeviceCheckIn
 ) -> DeviceCheckOut:
@@ -46,13 +61,21 @@ async def device_check(
     )
 
 
-@router.get("/user-profile", response_model=ProfileOut)
+@router.get("/user-profile", response_model=ProfileOut, responses=errors(*AUTH_ERRORS))
 async def get_profile(caller: CurrentUser) -> ProfileOut:
     return ProfileOut.of(caller.user)
 
 
-@router.patch("/user-profile", response_model=ProfileOut)
-@router.post("/user-profile", response_model=ProfileOut)
+@router.patch(
+    "/user-profile",
+    response_model=ProfileOut,
+    responses=errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED),
+)
+@router.post(
+    "/user-profile",
+    response_model=ProfileOut,
+    responses=errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED),
+)
 async def update_profile(
     caller: CurrentUser, session: Session, body: ProfilePatch | None = Body(default=None)
 ) -> ProfileOut:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rendio.platform.db import Base, Timestamps
@@ -42,6 +44,9 @@ class User(Timestamps, Base):
     merged_into: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
+    # What the app keeps about its user through supabase `updateUser({data})` (GoTrue's
+    # `user_metadata`): a JSON object, size-bounded by `identity.metadata`.
+    user_metadata: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
 
 class AuthSession(Base):

@@ -40,6 +40,7 @@ class GoTrueUser(BaseModel):
             id=str(user.id),
             email=user.email or "",
             app_metadata={"provider": provider, "providers": [provider]},
+            user_metadata=dict(user.user_metadata),
             is_anonymous=user.is_guest,
             created_at=user.created_at,
             updated_at=user.updated_at,
@@ -76,6 +77,16 @@ class SignupIn(_Lenient):
     phone: str | None = None
     password: str | None = None
     data: dict[str, Any] | None = None
+
+
+class UserUpdateIn(_Lenient):
+    """`PUT /auth/v1/user` (supabase `updateUser`); `nonce`, `code_challenge`… are ignored."""
+
+    email: str | None = None
+    phone: str | None = None
+    password: str | None = None
+    data: dict[str, Any] | None = None
+    app_metadata: dict[str, Any] | None = None
 
 
 class RefreshIn(_Lenient):

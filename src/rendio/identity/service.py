@@ -14,11 +14,14 @@ Decisions (docs/decisions.md has the reasons):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from rendio.identity import metadata
 from rendio.identity.apple_signin import AppleIdentity
 from rendio.identity.devicecheck import Bits, DeviceVerifier
 from rendio.identity.gotrue import AuthApiError
@@ -120,8 +123,13 @@ async def _read_bits_alone(
     return await verifier.read(session, device_token)
 
 
-async def create_anonymous_user(session: AsyncSession) -> User:
+async def create_anonymous_user(
+    session: AsyncSession, user_metadata: Mapping[str, Any] | None = None
+) -> User:
+    """A guest without a device (`signInAnonymously`), keeping the `data` it signed up with."""
     user = User(is_guest=True)
+    if user_metadata:
+        user.user_metadata = _storable_metadata({}, user_metadata)
     session.add(user)
     await session.flush()
     await session.refresh(user)
@@ -217,6 +225,64 @@ async def update_profile(
         await session.execute(update(User).where(User.id == user.id).values(**changes))
         await session.refresh(user)
     return user
+
+
+async def update_user(
+    session: AsyncSession,
+    user: User,
+    *,
+    email: str | None,
+    phone: str | None,
+    password: str | None,
+    app_metadata: Mapping[str, Any] | None,
+    data: Mapping[str, Any] | None,
+) -> User:
+    """supabase `updateUser`: `data` merges into `user_metadata`; credentials cannot change.
+
+    There is no email, phone or password sign-in here, so a new email, a phone or a password
+    is refused the way GoTrue refuses a disabled provider, and `app_metadata` the way it refuses
+    a non-admin; every refusal comes before anything is written. An email equal to the
+    current one (from Sign in with Apple) is no change, as in GoTrue.
+    """
+    if app_metadata is not None:
+        raise AuthApiError(403, "not_admin", "Updating app_metadata requires admin privileges")
+    if email and email != (user.email or ""):
+        raise AuthApiError(
+            422,
+            "email_provider_disabled",
+            "Email sign-in is not offered; the email comes from Sign in with Apple",
+        )
+    if phone:
+        raise AuthApiError(422, "phone_provider_disabled", "Phone sign-in is not offered")
+    if password is not None:
+        raise AuthApiError(
+            422,
+            "email_provider_disabled",
+            "Passwords are not used: there is no email or phone sign-in",
+        )
+    if not data:
+        return user
+    locked = (
+        await session.execute(
+            select(User).where(User.id == user.id).with_for_update(),
+            execution_options={"populate_existing": True},
+        )
+    ).scalar_one_or_none()
+    if locked is None:
+        raise AuthApiError(404, "user_not_found", "User not found")
+    changed = _storable_metadata(locked.user_metadata, data)
+    await session.execute(update(User).where(User.id == user.id).values(user_metadata=changed))
+    await session.refresh(locked)
+    return locked
+
+
+def _storable_metadata(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    result = metadata.merged(current, changes)
+    try:
+        metadata.check_storable(result)
+    except metadata.MetadataRefused as refused:
+        raise AuthApiError(400, "validation_failed", f"data: user_metadata {refused}") from None
+    return result
 
 
 async def delete_user(session: AsyncSession, user_id: uuid.UUID) -> None:

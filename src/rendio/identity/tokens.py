@@ -25,6 +25,10 @@ class InvalidToken(Exception):
     """The token is malformed, forged, expired or for someone else."""
 
 
+class ExpiredToken(InvalidToken):
+    """The token was ours and valid, but its time is up (the client should refresh)."""
+
+
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: uuid.UUID
@@ -84,5 +88,7 @@ def verify_access_token(secret: str, token: str, *, leeway_seconds: int = 0) -> 
             is_anonymous=bool(claims.get("is_anonymous", False)),
             expires_at=int(claims["exp"]),
         )
+    except jwt.ExpiredSignatureError as error:
+        raise ExpiredToken(str(error)) from None
     except (jwt.PyJWTError, ValueError, TypeError) as error:
         raise InvalidToken(str(error)) from None

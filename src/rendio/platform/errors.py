@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     VALIDATION_FAILED = "ERR_4013"
     HEADERS_TOO_LARGE = "ERR_4014"
     REQUEST_TIMEOUT = "ERR_4015"
+    API_KEY_INVALID = "ERR_4016"
     PROVIDER_TIMEOUT = "ERR_5001"
     PROVIDER_UNAVAILABLE = "ERR_5002"
     PROVIDER_REJECTED = "ERR_5003"
@@ -51,6 +52,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.VALIDATION_FAILED: 422,
     ErrorCode.HEADERS_TOO_LARGE: 431,
     ErrorCode.REQUEST_TIMEOUT: 408,
+    ErrorCode.API_KEY_INVALID: 401,
     ErrorCode.PROVIDER_TIMEOUT: 504,
     ErrorCode.PROVIDER_UNAVAILABLE: 502,
     ErrorCode.PROVIDER_REJECTED: 502,
@@ -101,6 +103,13 @@ class RateLimited(AppError):
 
 class Unauthorized(AppError):
     code = ErrorCode.UNAUTHORIZED
+
+
+class ApiKeyInvalid(AppError):
+    """The `apikey` header is missing or wrong: the app's build is misconfigured, which signing
+    in again cannot fix (unlike ERR_4005)."""
+
+    code = ErrorCode.API_KEY_INVALID
 
 
 class DeviceVerificationFailed(AppError):

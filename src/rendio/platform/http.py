@@ -101,10 +101,10 @@ class Renderers:
         return self.for_path(scope.get("path", ""))(problem, language)
 
 
-def _validation_details(error: RequestValidationError) -> dict[str, Any]:
+def _validation_details(error: RequestValidationError, language: str) -> dict[str, Any]:
     if any(item.get("type") == "json_invalid" for item in error.errors()):
         return {"body": MALFORMED_JSON}
-    return {"fields": field_problems(error.errors(), root="")}
+    return {"fields": field_problems(error.errors(), root="", language=language)}
 
 
 def install_error_handlers(app: FastAPI, renderers: Renderers) -> None:
@@ -117,7 +117,9 @@ def install_error_handlers(app: FastAPI, renderers: Renderers) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return answer(request, Problem(ErrorCode.VALIDATION_FAILED, _validation_details(exc)))
+        language = i18n.negotiate(request.headers.get("accept-language"))
+        details = _validation_details(exc, language)
+        return answer(request, Problem(ErrorCode.VALIDATION_FAILED, details))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

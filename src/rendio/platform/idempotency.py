@@ -36,6 +36,21 @@ log = structlog.get_logger(__name__)
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "X-Idempotent-Replay"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# `openapi_extra=` of an endpoint that refuses a request without a key (ERR_4009, not the
+# ERR_4013 a required FastAPI header would give): the header, documented as required.
+REQUIRED_HEADER: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": HEADER,
+            "in": "header",
+            "required": True,
+            "description": "A key of your choosing, new for each new request (a UUID will "
+            "do); a retry with the same key and body answers the first result without a "
+            "second charge. Kept 24 hours.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _KEY.pattern},
+        }
+    ]
+}
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:lock, 0))")
 _LOOKUP = text(
     "SELECT id, request_fingerprint, status_code, response_body, expires_at > now() AS live "

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
 from rendio.platform import metrics
-from rendio.platform.errors import DatabaseError, Unavailable
+from rendio.platform.errors import DatabaseError, ErrorCode, Unavailable
+from rendio.platform.openapi import errors
 from rendio.platform.services import CoreServices, services_of
 
 router = APIRouter(tags=["operations"])
@@ -23,8 +24,8 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
-@router.head("/ready")
+@router.get("/ready", responses=errors(ErrorCode.DATABASE_ERROR, ErrorCode.UNAVAILABLE))
+@router.head("/ready", responses=errors(ErrorCode.DATABASE_ERROR, ErrorCode.UNAVAILABLE))
 async def ready(request: Request) -> dict[str, str]:
     """Readiness: the database answers and no part of the process (its worker) is down."""
     services = services_of(request.app.state, CoreServices)

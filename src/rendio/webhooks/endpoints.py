@@ -21,12 +21,15 @@ from rendio.generation import jobs
 from rendio.generation.service import look_now
 from rendio.platform.db import Session, after_commit
 from rendio.platform.deliveries import mark_processed, record_delivery
-from rendio.platform.errors import Unauthorized
+from rendio.platform.errors import ErrorCode, Unauthorized
 from rendio.platform.metrics import WEBHOOKS
+from rendio.platform.openapi import errors
 from rendio.webhooks.services import WebhookDeps
 from rendio.webhooks.signatures import Forged, StandardWebhooks, parse_json, verify_fal
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+# A delivery that does not verify (forged, stale, unsigned, provider not configured) is 401.
+_ERRORS = errors(ErrorCode.UNAUTHORIZED, ErrorCode.DATABASE_ERROR)
 
 
 class WebhookOut(BaseModel):
@@ -64,7 +67,7 @@ async def _receive(
     return WebhookOut(outcome=outcome)
 
 
-@router.post("/fal", response_model=WebhookOut)
+@router.post("/fal", response_model=WebhookOut, responses=_ERRORS)
 async def fal_webhook(request: Request, services: WebhookDeps, session: Session) -> WebhookOut:
     """fal's completion callback (Ed25519-signed, keys from fal's JWKS)."""
     body = await request.body()
@@ -90,7 +93,7 @@ async def _standard(
         raise _refused(source, forged) from None
 
 
-@router.post("/replicate", response_model=WebhookOut)
+@router.post("/replicate", response_model=WebhookOut, responses=_ERRORS)
 async def replicate_webhook(
     request: Request, services: WebhookDeps, session: Session
 ) -> WebhookOut:
@@ -102,7 +105,7 @@ async def replicate_webhook(
     return await _receive(session, "replicate", delivery_id, kind, prediction, prediction.get("id"))
 
 
-@router.post("/openai", response_model=WebhookOut)
+@router.post("/openai", response_model=WebhookOut, responses=_ERRORS)
 async def openai_webhook(request: Request, services: WebhookDeps, session: Session) -> WebhookOut:
     """An OpenAI-compatible gateway's `video.completed` / `video.failed` event."""
     delivery_id, event = await _standard(

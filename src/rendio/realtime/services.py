@@ -1,0 +1,14 @@
+"""What realtime is handed at run time: its slice of the one services object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rendio.generation.services import GenerationServices
+from rendio.realtime.hub import ChangeHub
+
+
+@dataclass(frozen=True)
+class RealtimeServices(GenerationServices):
+    # The process's one LISTEN connection and its routes (started by the first subscription).
+    changes: ChangeHub
