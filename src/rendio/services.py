@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rendio.accounts.service import merge_guest
+from rendio.catalog.cache import CHANNEL as CATALOG_CHANNEL
+from rendio.catalog.cache import CatalogCache
 from rendio.config import Settings, SettingsError
 from rendio.credits.appstore import build_appstore_verifier
 from rendio.credits.products import ProductsError, load_products
@@ -22,6 +24,7 @@ from rendio.identity.services import IdentityServices
 from rendio.identity.sessions import Keys
 from rendio.platform.db import create_engine, libpq_url, session_factory
 from rendio.platform.health import Health
+from rendio.platform.notices import Notices
 from rendio.platform.ratelimit import RateLimiter
 from rendio.platform.storage import build_storage
 from rendio.providers.registry import build_providers, offered_providers
@@ -42,6 +45,7 @@ class Services(
     IdentityServices,
 ):
     async def aclose(self) -> None:
+        await self.notices.aclose()
         await self.changes.aclose()
         await self.device_verifier.aclose()
         if self.apns is not None:
@@ -62,6 +66,9 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
     secret = settings.resolved_jwt_secret()
     engine = create_engine(database_url, pool_size=pool_size)
     sessions = session_factory(engine)
+    notices = Notices(libpq_url(database_url))
+    catalog_cache = CatalogCache()
+    notices.listen(CATALOG_CHANNEL, catalog_cache.changed, catalog_cache.listening)
     return Services(
         settings=settings,
         engine=engine,
@@ -70,6 +77,8 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
         secret=secret,
         health=Health(),
         limiter=RateLimiter(settings.rate_limits, settings.redis_url),
+        notices=notices,
+        catalog_cache=catalog_cache,
         keys=Keys(
             secret=secret,
             access_token_lifetime=settings.access_token_lifetime,
@@ -84,5 +93,5 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
         providers=build_providers(settings),
         apns=ApnsClient(settings) if settings.push_configured else None,
         verifiers=build_verifiers(settings),
-        changes=ChangeHub(libpq_url(database_url), sessions),
+        changes=ChangeHub(notices, sessions),
     )

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rendio.platform.db import libpq_url, session_factory
+from rendio.platform.notices import Notices
 from rendio.realtime.changes import MAX_PATTERN, Change, LikePattern, RowFilter
 from rendio.realtime.hub import MAX_PER_USER, ChangeHub, TooManySubscriptions
 from rendio.rest.exposure import VIDEO_JOBS
@@ -71,7 +72,8 @@ def test_a_record_value_that_cannot_compare_does_not_match() -> None:
 async def test_one_user_holds_a_bounded_number_of_subscriptions(
     engine: AsyncEngine, clean_database: str
 ) -> None:
-    hub = ChangeHub(libpq_url(clean_database), session_factory(engine))
+    notices = Notices(libpq_url(clean_database))
+    hub = ChangeHub(notices, session_factory(engine))
     received: list[Change] = []
 
     def new_sink() -> Callable[[Change], None]:
@@ -92,3 +94,4 @@ async def test_one_user_holds_a_bounded_number_of_subscriptions(
         assert hub.subscriptions("another") == 0
     finally:
         await hub.aclose()
+        await notices.aclose()

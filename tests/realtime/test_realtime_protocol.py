@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,22 @@ def guest(server: LiveServer, device: str) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
+
+
+@asynccontextmanager
+async def connect_once_freed(url: str, **options: Any) -> AsyncIterator[ClientConnection]:
+    """A socket taking the place another just closed: the server frees it as soon as that
+    socket's handler ends, a moment after the client saw the close (at most 5 s here)."""
+    for _ in range(100):
+        try:
+            ws = await connect(url, **options)
+        except InvalidStatus:
+            await asyncio.sleep(0.05)
+            continue
+        async with ws:
+            yield ws
+        return
+    raise AssertionError("the closed socket's place was never freed")
 
 
 class Peer:
@@ -308,7 +324,10 @@ async def test_sockets_per_client_address_are_capped(clean_database: str, tmp_pa
                 with pytest.raises(InvalidStatus):
                     async with from_address("203.0.113.3"):
                         pass
-        async with from_address("203.0.113.1") as again:  # a closed socket frees its place
+        freed = connect_once_freed(
+            socket_url(live), additional_headers={"X-Forwarded-For": "203.0.113.1"}
+        )
+        async with freed as again:  # a closed socket frees its place
             peer = Peer(again, "2.0.0")
             ref = await peer.push("phoenix", "heartbeat", {})
             assert (await peer.receive())["ref"] == ref
@@ -329,7 +348,7 @@ async def test_refused_upgrades(clean_database: str, tmp_path: Path) -> None:
             with pytest.raises(InvalidStatus):
                 async with connect(socket_url(live)):
                     pass
-        async with connect(socket_url(live)) as ws:
+        async with connect_once_freed(socket_url(live)) as ws:
             await ws.send("this is not a phoenix frame")
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 10)

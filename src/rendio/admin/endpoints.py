@@ -26,8 +26,9 @@ from rendio.admin.schemas import (
     UnbanIn,
     UserQuery,
 )
+from rendio.catalog.services import CatalogDeps
 from rendio.identity.dependencies import AUTH_ERRORS, CurrentUser
-from rendio.platform.db import Session
+from rendio.platform.db import Session, after_commit
 from rendio.platform.errors import ErrorCode, Forbidden
 from rendio.platform.openapi import errors
 
@@ -85,9 +86,15 @@ async def admin_refund_job(admin: Admin, session: Session, body: RefundJobIn) ->
 
 
 @router.post("/admin-set-model", response_model=ActionOut, responses=_ACTION)
-async def admin_set_model(admin: Admin, session: Session, body: SetModelIn) -> ActionOut:
+async def admin_set_model(
+    admin: Admin, session: Session, catalog: CatalogDeps, body: SetModelIn
+) -> ActionOut:
     """Switch a model on or off, feature it, or set its price in credits."""
-    return _out(await service.set_model(session, admin, body.model_id, body.changes(), body.reason))
+    done = await service.set_model(session, admin, body.model_id, body.changes(), body.reason)
+    # Every replica hears the change's notice; this one also forgets at once, so the admin's
+    # next get-models already shows it.
+    after_commit(session, catalog.catalog_cache.changed)
+    return _out(done)
 
 
 @router.post("/admin-ban-user", response_model=ActionOut, responses=_ACTION)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
+from rendio.catalog.cache import CatalogCache
 from rendio.platform.services import CoreServices, services_dependency
 
 
@@ -14,6 +15,8 @@ from rendio.platform.services import CoreServices, services_dependency
 class CatalogServices(CoreServices):
     # Providers with an adapter and the settings they need: only their models are offered.
     offered_providers: frozenset[str]
+    # get-models' answer, kept between catalog changes (catalog/cache.py).
+    catalog_cache: CatalogCache
 
 
 CatalogDeps = Annotated[CatalogServices, Depends(services_dependency(CatalogServices))]

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rendio.config import Settings
 from rendio.platform.health import Health
+from rendio.platform.notices import Notices
 from rendio.platform.ratelimit import RateLimiter
 from rendio.platform.storage import Storage
 
@@ -34,6 +35,8 @@ class CoreServices:
     # The state of the process's long-running parts, for /ready.
     health: Health
     limiter: RateLimiter
+    # The process's one LISTEN connection (started by the HTTP app; a worker never starts it).
+    notices: Notices
 
 
 Slice = TypeVar("Slice", bound=CoreServices)

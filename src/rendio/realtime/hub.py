@@ -1,13 +1,11 @@
-"""One LISTEN connection per API process, fanning row changes out to the sockets that may see
-them.
+"""Row changes fanned out to the sockets that may see them.
 
-Every process LISTENs on `rendio_changes`, so a change committed anywhere — a worker on
-another host, another API replica — reaches the sockets held here. Changes are routed by
-(table, owner): a socket subscribes for its own user only, so whatever a binding's filter asks,
-another user's row is never even offered to it. The listener starts with the first
-subscription (a process nobody subscribes to holds no extra connection) and reconnects after a
-database outage; changes committed while it was down are not replayed (clients re-read on
-reconnect, as with Supabase Realtime).
+Every API process LISTENs on `rendio_changes` (through the process's one listener,
+`platform/notices.py`), so a change committed anywhere — a worker on another host, another API
+replica — reaches the sockets held here. Changes are routed by (table, owner): a socket
+subscribes for its own user only, so whatever a binding's filter asks, another user's row is
+never even offered to it. Changes committed while the listener was down are not replayed
+(clients re-read on reconnect, as with Supabase Realtime).
 """
 
 from __future__ import annotations
@@ -18,11 +16,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection
 from typing import Any
 
-import psycopg
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from rendio.platform.notices import Notices
 from rendio.realtime.changes import BadChange, Change, parse_notice
 from rendio.rest.exposure import TABLES
 
@@ -30,7 +28,6 @@ log = structlog.get_logger("rendio.realtime")
 
 CHANNEL = "rendio_changes"
 Sink = Callable[[Change], None]
-_RECONNECT_SECONDS = (0.5, 1, 2, 5)
 # Subscriptions one user may hold across all sockets of this process (a channel holds one per
 # table it streams), and rows waiting to be re-read; both bound what a client can make us hold.
 MAX_PER_USER = 1000
@@ -42,18 +39,17 @@ class TooManySubscriptions(Exception):
 
 
 class ChangeHub:
-    def __init__(self, database_url: str, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._url = database_url
+    def __init__(self, notices: Notices, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._notices = notices
         self._sessions = sessions
         self._routes: dict[tuple[str, str], set[Sink]] = defaultdict(set)
         self._per_user: Counter[str] = Counter()
-        self._listening = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._rereads: asyncio.Queue[Change] = asyncio.Queue(MAX_REREADS)
         self._rereader: asyncio.Task[None] | None = None
         # Open sockets, in all and by client address (kept by the endpoint).
         self.sockets = 0
         self.sockets_from: Counter[str] = Counter()
+        notices.listen(CHANNEL, self._dispatch)
 
     async def subscribe(
         self, tables: Collection[str], owner: str, sink: Sink, *, wait: float = 5
@@ -70,10 +66,7 @@ class ChangeHub:
             if sink not in sinks:
                 sinks.add(sink)
                 self._per_user[owner] += 1
-        if self._task is None:
-            self._task = asyncio.create_task(self._listen(), name="realtime-listener")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), wait)
+        await self._notices.wait_connected(wait)
 
     def unsubscribe(self, tables: Collection[str], owner: str, sink: Sink) -> None:
         owner = owner.lower()
@@ -92,31 +85,10 @@ class ChangeHub:
         return self._per_user.get(owner.lower(), 0)
 
     async def aclose(self) -> None:
-        tasks = [t for t in (self._task, self._rereader) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        if self._rereader is not None:
+            self._rereader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _listen(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                connection = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-                async with connection:
-                    await connection.execute(f"LISTEN {CHANNEL}")
-                    self._listening.set()
-                    attempt = 0
-                    log.info("realtime_listening")
-                    async for notice in connection.notifies():
-                        self._dispatch(notice.payload)
-            except (psycopg.Error, OSError) as error:
-                self._listening.clear()
-                pause = _RECONNECT_SECONDS[min(attempt, len(_RECONNECT_SECONDS) - 1)]
-                attempt += 1
-                log.warning("realtime_listener_lost", error=str(error), retry_in=pause)
-                await asyncio.sleep(pause)
+                await self._rereader
 
     def _dispatch(self, payload: str) -> None:
         try:

@@ -10,5 +10,5 @@ from rendio.realtime.hub import ChangeHub
 
 @dataclass(frozen=True)
 class RealtimeServices(GenerationServices):
-    # The process's one LISTEN connection and its routes (started by the first subscription).
+    # Row changes routed to the sockets that may see them.
     changes: ChangeHub

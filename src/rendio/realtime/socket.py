@@ -65,6 +65,7 @@ class RealtimeSocket:
         self._channels: dict[str, Channel] = {}
         self._close_code: int | None = None
         self._closing = asyncio.Event()
+        self._client_left = False
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
@@ -79,8 +80,9 @@ class RealtimeSocket:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._ws.close(self._close_code or 1000), 1)
+            if not self._client_left:  # a socket the client closed needs no close from us
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._ws.close(self._close_code or 1000), 1)
 
     # — sending —
 
@@ -130,6 +132,7 @@ class RealtimeSocket:
                 return
             frame = receive.result()
             if frame["type"] == "websocket.disconnect":
+                self._client_left = True
                 return
             text = frame.get("text")
             if text is None:  # binary broadcast frames: not supported here

@@ -1,0 +1,78 @@
+"""get-models' answer kept in memory: served without the database between changes, dropped by
+the notice of a change made anywhere, and never kept when it could be stale."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rendio.catalog.cache import CatalogAnswer, CatalogCache
+from rendio.platform.db import sync_engine
+from tests.helpers.admin import admin_guest
+from tests.helpers.clients import app_of
+
+
+async def test_a_change_made_by_another_process_drops_the_kept_answer(
+    client: httpx.AsyncClient, clean_database: str
+) -> None:
+    services = app_of(client).state.services
+    assert await services.notices.wait_connected(10)
+    first = await client.get("/functions/v1/get-models")
+    assert first.status_code == 200
+    kept = services.catalog_cache.answer
+    assert kept is not None and kept.etag == first.headers["etag"]
+
+    engine = sync_engine(clean_database)  # another connection, as another host would be
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE models SET cost_per_generation = 7 WHERE slug = 'rendio-local'"))
+    engine.dispose()
+    for _ in range(100):
+        if services.catalog_cache.answer is None:
+            break
+        await asyncio.sleep(0.05)
+    assert services.catalog_cache.answer is None, "the change's notice was never heard"
+    again = await client.get("/functions/v1/get-models")
+    assert again.json()["models"][0]["cost_per_generation"] == 7
+    assert again.headers["etag"] != first.headers["etag"]
+
+
+async def test_an_admin_change_is_seen_at_once_by_its_own_process(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    """Without waiting for the notice: admin-set-model forgets the answer when it commits."""
+    admin = await admin_guest(client, db, "admin")
+    services = app_of(client).state.services
+    assert await services.notices.wait_connected(10)
+    before = (await client.get("/functions/v1/get-models")).json()["models"]
+    assert services.catalog_cache.answer is not None
+    changed = await client.post(
+        "/functions/v1/admin-set-model",
+        json={"model_id": before[0]["id"], "price": 9, "reason": "test"},
+        headers=admin.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    after = (await client.get("/functions/v1/get-models")).json()["models"]
+    assert after[0]["cost_per_generation"] == 9
+
+
+def test_nothing_is_kept_that_a_change_could_have_overtaken() -> None:
+    answer = CatalogAnswer(b"{}", '"x"')
+    cache = CatalogCache()
+    cache.keep(cache.generation, answer)
+    assert cache.answer is None  # the listener is not connected: changes could go unheard
+
+    cache.listening(True)
+    racing = cache.generation
+    cache.changed()  # a change heard while the answer was being read
+    cache.keep(racing, answer)
+    assert cache.answer is None
+
+    cache.keep(cache.generation, answer)
+    assert cache.answer is answer
+    cache.listening(False)  # the listener lost: what it might miss cannot be trusted
+    assert cache.answer is None
+    cache.keep(cache.generation, answer)
+    assert cache.answer is None
