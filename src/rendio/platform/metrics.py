@@ -23,9 +23,20 @@ WEBHOOKS = Counter(
 )
 
 
+# The labelled series of each (method, route, status) seen, so a request costs two dict lookups
+# rather than two `labels()` calls (each validates and locks). Routes are templates, never raw
+# paths, so these stay as small as the route table.
+_SERIES: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
+    key = (method, route, status)
+    series = _SERIES.get(key)
+    if series is None:
+        series = (REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route))
+        _SERIES[key] = series
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:
