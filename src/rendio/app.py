@@ -88,6 +88,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
         await queue.open_async()
         app.state.queue = queue
         services.notices.start()  # catalog changes and realtime rows, heard from any process
+        await services.reads.open()
         ops_log_writer = asyncio.create_task(
             ops_log.run(services.sessions, settings.ops_log_interval)
         )

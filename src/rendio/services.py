@@ -26,6 +26,7 @@ from rendio.platform.db import create_engine, libpq_url, session_factory
 from rendio.platform.health import Health
 from rendio.platform.notices import Notices
 from rendio.platform.ratelimit import RateLimiter
+from rendio.platform.reads import Reads
 from rendio.platform.storage import build_storage
 from rendio.providers.registry import build_providers, offered_providers
 from rendio.push.apns import ApnsClient
@@ -46,6 +47,7 @@ class Services(
 ):
     async def aclose(self) -> None:
         await self.notices.aclose()
+        await self.reads.aclose()
         await self.changes.aclose()
         await self.device_verifier.aclose()
         if self.apns is not None:
@@ -78,6 +80,7 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
         health=Health(),
         limiter=RateLimiter(settings.rate_limits, settings.redis_url),
         notices=notices,
+        reads=Reads(libpq_url(database_url), size=pool_size),
         catalog_cache=catalog_cache,
         keys=Keys(
             secret=secret,

@@ -89,3 +89,27 @@ def test_wrong_audience_and_missing_claims_are_refused() -> None:
 def test_garbage_is_refused(garbage: str) -> None:
     with pytest.raises(InvalidToken):
         verify_access_token(SECRET, garbage)
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified tokens are remembered; their expiry is checked on every use all the same."""
+    from rendio.identity import tokens
+    from rendio.identity.tokens import ExpiredToken
+
+    token = mint(lifetime_seconds=60)
+    claims = verify_access_token(SECRET, token)
+    assert verify_access_token(SECRET, token) == claims  # from memory this time
+    later = time.time() + 61
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    with pytest.raises(ExpiredToken):
+        verify_access_token(SECRET, token)
+    assert verify_access_token(SECRET, token, leeway_seconds=5) == claims
+
+
+def test_a_forged_token_is_refused_every_time() -> None:
+    forged = mint()[:-4] + "AAAA"
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            verify_access_token(SECRET, forged)
+    with pytest.raises(InvalidToken):
+        verify_access_token("another-secret-" + "x" * 40, mint())

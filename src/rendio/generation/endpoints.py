@@ -97,10 +97,9 @@ async def get_video_status(
     request: Request,
     services: GenerationDeps,
     caller: CurrentUser,
-    session: Session,
     job_id: str = Query(),
 ) -> VideoStatusOut:
-    return await _status(request, services, caller, session, job_id)
+    return await _status(request, services, caller, job_id)
 
 
 @router.post("/get-video-status", response_model=VideoStatusOut, responses=_STATUS_ERRORS)
@@ -108,17 +107,15 @@ async def post_video_status(
     request: Request,
     services: GenerationDeps,
     caller: CurrentUser,
-    session: Session,
     body: VideoStatusIn,
 ) -> VideoStatusOut:
-    return await _status(request, services, caller, session, str(body.job_id))
+    return await _status(request, services, caller, str(body.job_id))
 
 
 async def _status(
     request: Request,
     services: GenerationServices,
     caller: CurrentUser,
-    session: Session,
     raw_job_id: str,
 ) -> VideoStatusOut:
     """A job of the caller's (another user's job is 404, as if it did not exist)."""
@@ -128,20 +125,20 @@ async def _status(
         raise ValidationFailed(
             {"fields": [{"field": "job_id", "problem": "must be a UUID"}]}
         ) from None
-    row = await jobs.status_of(session, job_id, caller.user.id)
+    row = await jobs.status_of(services.reads, job_id, caller.user.id)
     if row is None:
         raise NotFound({"job_id": str(job_id)})
     link = MediaLinks(request, services)
-    error = job_error(row.error_code, request.headers.get("accept-language"))
+    error = job_error(row["error_code"], request.headers.get("accept-language"))
     return VideoStatusOut(
-        job_id=row.job_id,
-        status=row.status,
-        progress=row.progress,
-        video_url=link(row.video_url),
-        thumbnail_url=link(row.thumbnail_url),
-        credits_used=row.credits_used,
+        job_id=row["job_id"],
+        status=row["status"],
+        progress=row["progress"],
+        video_url=link(row["video_url"]),
+        thumbnail_url=link(row["thumbnail_url"]),
+        credits_used=row["credits_used"],
         error=error,
-        created_at=row.created_at,
-        completed_at=row.completed_at,
-        media_expired=row.media_expired_at is not None,
+        created_at=row["created_at"],
+        completed_at=row["completed_at"],
+        media_expired=row["media_expired_at"] is not None,
     )

@@ -27,6 +27,7 @@ from rendio.ledger.service import Reason
 from rendio.platform.errors import ErrorCode
 from rendio.platform.opslog import record_failure
 from rendio.platform.queue import defer_in_transaction
+from rendio.platform.reads import Reads
 
 ADVANCE_TASK = "generation:advance_job"
 JOB_ENDED_TASK = "generation:job_ended"
@@ -159,10 +160,11 @@ _FAIL = text(
     "WHERE job_id = :job_id AND status IN ('pending', 'processing') "
     "RETURNING user_id, credits_used, provider, EXTRACT(EPOCH FROM now() - created_at) AS seconds"
 )
-_STATUS = text(
+# A lean read (platform/reads.py): psycopg placeholders.
+_STATUS = (
     "SELECT job_id, status, progress, video_url, thumbnail_url, credits_used, error_code, "
     "created_at, completed_at, media_expired_at FROM video_jobs "
-    "WHERE job_id = :job_id AND user_id = :user_id AND deleted_at IS NULL"
+    "WHERE job_id = %s AND user_id = %s AND deleted_at IS NULL"
 )
 # A page of a user's history, newest first, after a (created_at, job_id) keyset position. The
 # two partial indexes (active, deleted) serve it whatever the table's size: the planner walks
@@ -399,9 +401,10 @@ async def _publish(session: AsyncSession, event: JobEnded) -> None:
     await defer_in_transaction(session, JOB_ENDED_TASK, event.as_args())
 
 
-async def status_of(session: AsyncSession, job_id: uuid.UUID, user_id: uuid.UUID) -> Any:
-    """The caller's job as get-video-status shows it, or None (not theirs, deleted, unknown)."""
-    return (await session.execute(_STATUS, {"job_id": job_id, "user_id": user_id})).one_or_none()
+async def status_of(reads: Reads, job_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any] | None:
+    """The caller's job as get-video-status shows it, or None (not theirs, deleted, unknown).
+    Apps poll it every few seconds per video in flight, so it is a lean read."""
+    return await reads.one(_STATUS, (job_id, user_id))
 
 
 async def page(

@@ -152,12 +152,15 @@ async def _calling_guest(
     if token is None:
         return None
     try:
-        caller = await resolve_token(session, services.keys.secret, token)
+        caller = await resolve_token(services.reads, services.keys.secret, token)
     except TokenProblem as problem:
         if problem.banned:
             raise AuthApiError(400, "user_banned", "User is banned") from None
         return None
-    return caller.user if caller.user.is_guest else None
+    if not caller.user.is_guest:
+        return None
+    session.add(caller.user)  # the merge changes it in this transaction
+    return caller.user
 
 
 @router.get("/user", response_model=GoTrueUser, responses=auth_errors(*AUTH_API_ERRORS))

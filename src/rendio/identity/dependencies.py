@@ -1,8 +1,11 @@
 """The one authentication dependency every business endpoint uses, and the `apikey` gate.
 
 A token is accepted only if it verifies (HS256, our secret, unexpired), its session is not
-revoked and its user still exists; a banned user is known but refused. The session check costs
-one primary-key query joined with the user row, which the endpoint needs anyway.
+revoked and its user still exists; a banned user is known but refused. The session check is
+one primary-key query joined with the user row (which the endpoint needs anyway), made on
+every request as a lean read (platform/reads.py): it sees every logout and ban committed
+before the request. The user comes back as an ORM `User` attached to the request's session
+without another query, so endpoints use and change it as if they had loaded it.
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from psycopg import sql
+from sqlalchemy.orm import make_transient_to_detached
 
 from rendio.identity.gotrue import AuthApiError
-from rendio.identity.models import AuthSession, User
+from rendio.identity.models import User
 from rendio.identity.services import IdentityServices
 from rendio.identity.sessions import Keys
 from rendio.identity.tokens import InvalidToken, verify_access_token
 from rendio.platform.db import Session
 from rendio.platform.errors import ApiKeyInvalid, ErrorCode, Forbidden, Unauthorized
+from rendio.platform.reads import Reads
 from rendio.platform.services import services_of
 
 # The OpenAPI security schemes. They only document the headers: the checks below read them
@@ -60,6 +64,10 @@ def keys(request: Request) -> Keys:
     return services_of(request.app.state, IdentityServices).keys
 
 
+def reads(request: Request) -> Reads:
+    return services_of(request.app.state, IdentityServices).reads
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header is None:
@@ -79,27 +87,31 @@ class TokenProblem(Exception):
         super().__init__(reason)
 
 
-async def resolve_token(session: AsyncSession, secret: str, token: str) -> Caller:
-    """The caller a token stands for, or TokenProblem."""
+_USER_COLUMNS = tuple(column.key for column in User.__table__.columns)
+_SESSION_CHECK = sql.SQL(
+    "SELECT {columns}, s.revoked_at AS session_revoked_at"
+    " FROM auth_sessions s JOIN users u ON u.id = s.user_id"
+    " WHERE s.id = %s AND s.user_id = %s"
+).format(columns=sql.SQL(", ").join(sql.Identifier("u", name) for name in _USER_COLUMNS))
+
+
+async def resolve_token(reads: Reads, secret: str, token: str) -> Caller:
+    """The caller a token stands for, or TokenProblem. The `User` is detached: `add` it to a
+    session to change it."""
     try:
         claims = verify_access_token(secret, token)
     except InvalidToken:
         raise TokenProblem("invalid or expired token") from None
-    row = (
-        await session.execute(
-            select(User, AuthSession.revoked_at)
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .where(AuthSession.id == claims.session_id, User.id == claims.user_id)
-        )
-    ).one_or_none()
+    row = await reads.one(_SESSION_CHECK, (claims.session_id, claims.user_id))
     if row is None:
         raise TokenProblem("session revoked")
-    user: User = row.User
     # A ban revokes the sessions too; the ban is what the client is told (403, not "sign in").
-    if user.banned_at is not None:
+    if row["banned_at"] is not None:
         raise TokenProblem("account banned", banned=True)
-    if row.revoked_at is not None:
+    if row["session_revoked_at"] is not None:
         raise TokenProblem("session revoked")
+    user = User(**{name: row[name] for name in _USER_COLUMNS})
+    make_transient_to_detached(user)  # as if loaded by a query: nothing pending, nothing expired
     return Caller(user=user, session_id=claims.session_id)
 
 
@@ -113,11 +125,12 @@ async def authenticate(request: Request, session: Session, _: BearerHeader) -> C
     if token is None:
         raise Unauthorized({"reason": "missing bearer token"})
     try:
-        caller = await resolve_token(session, keys(request).secret, token)
+        caller = await resolve_token(reads(request), keys(request).secret, token)
     except TokenProblem as problem:
         if problem.banned:
             raise Forbidden({"reason": problem.reason}) from None
         raise Unauthorized({"reason": problem.reason}) from None
+    session.add(caller.user)  # attached without a query, for endpoints that change the user
     _remember_user(request, caller.user.id)
     return caller
 
@@ -131,12 +144,13 @@ async def authenticate_auth_api(request: Request, session: Session, _: BearerHea
     if token is None:
         raise AuthApiError(401, "no_authorization", "This endpoint requires a Bearer token")
     try:
-        caller = await resolve_token(session, keys(request).secret, token)
+        caller = await resolve_token(reads(request), keys(request).secret, token)
     except TokenProblem as problem:
         if problem.banned:
             raise AuthApiError(403, "user_banned", "User is banned") from None
         code = "session_not_found" if problem.reason == "session revoked" else "bad_jwt"
         raise AuthApiError(403, code, f"invalid JWT: {problem.reason}") from None
+    session.add(caller.user)
     _remember_user(request, caller.user.id)
     return caller
 

@@ -7,6 +7,7 @@ refused by PyJWT's algorithm allow-list); `aud` must be "authenticated" and `exp
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass
@@ -72,7 +73,20 @@ def mint_access_token(
 
 
 def verify_access_token(secret: str, token: str, *, leeway_seconds: int = 0) -> AccessClaims:
-    """Decode and check a token we issued, or raise InvalidToken."""
+    """Decode and check a token we issued, or raise InvalidToken.
+
+    An app sends the same token with every call for up to an hour, so a token that verified
+    is remembered (bounded, most recent first) and only its expiry is checked again: the
+    signature cannot change, and a forged or malformed token is never remembered. Whether its
+    session still stands is the caller's check, made every time."""
+    claims = _verified(secret, token, leeway_seconds)
+    if claims.expires_at <= time.time() - leeway_seconds:
+        raise ExpiredToken("Signature has expired")
+    return claims
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(secret: str, token: str, leeway_seconds: int) -> AccessClaims:
     try:
         claims = jwt.decode(
             token,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -151,4 +152,5 @@ def install_error_handlers(app: FastAPI, renderers: Renderers) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(SQLAlchemyError, on_database)
+    app.add_exception_handler(psycopg.Error, on_database)  # the lean reads (platform/reads.py)
     app.add_exception_handler(UnicodeError, on_bad_text)

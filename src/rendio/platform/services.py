@@ -21,6 +21,7 @@ from rendio.config import Settings
 from rendio.platform.health import Health
 from rendio.platform.notices import Notices
 from rendio.platform.ratelimit import RateLimiter
+from rendio.platform.reads import Reads
 from rendio.platform.storage import Storage
 
 
@@ -37,6 +38,8 @@ class CoreServices:
     limiter: RateLimiter
     # The process's one LISTEN connection (started by the HTTP app; a worker never starts it).
     notices: Notices
+    # Single-statement reads outside the request's transaction (opened by the HTTP app).
+    reads: Reads
 
 
 Slice = TypeVar("Slice", bound=CoreServices)

@@ -61,8 +61,7 @@ async def realtime_socket(websocket: WebSocket) -> None:
             return None, None
         try:
             claims = verify_access_token(services.secret, token)
-            async with services.sessions() as session:
-                caller = await resolve_token(session, services.secret, token)
+            caller = await resolve_token(services.reads, services.secret, token)
         except ExpiredToken:
             raise TokenRefused("Token has expired") from None
         except InvalidToken:

@@ -25,6 +25,7 @@ from rendio.generation.links import MediaLinks
 from rendio.generation.services import GenerationDeps, GenerationServices
 from rendio.identity.dependencies import TokenProblem, bearer_token, resolve_token
 from rendio.identity.tokens import ExpiredToken, InvalidToken, verify_access_token
+from rendio.platform.reads import Reads
 from rendio.rest.compiler import CompiledRead, compile_read
 from rendio.rest.exposure import TABLES, Exposed, visible_rows
 from rendio.rest.grammar import parse_read
@@ -67,7 +68,7 @@ async def read(table: str, request: Request, services: GenerationDeps) -> Respon
     query = parse_read(request.query_params.multi_items())
     count_wanted = "count=" in request.headers.get("prefer", "")
     async with services.sessions() as session:
-        user_id = await _caller(request, session, services.secret)
+        user_id = await _caller(request, services.reads, services.secret)
         statement = compile_read(
             exposed,
             query,
@@ -122,7 +123,7 @@ def _wants_object(accept: str | None) -> bool:
     raise RestProblem(406, "PGRST107", f"None of these media types are available: {accept}")
 
 
-async def _caller(request: Request, session: AsyncSession, secret: str) -> uuid.UUID | None:
+async def _caller(request: Request, reads: Reads, secret: str) -> uuid.UUID | None:
     """The user behind the bearer token; None for the anon key (the token clients send when
     nobody is signed in is the same key as `apikey`)."""
     token = bearer_token(request)
@@ -131,7 +132,7 @@ async def _caller(request: Request, session: AsyncSession, secret: str) -> uuid.
         return None
     try:
         verify_access_token(secret, token)
-        caller = await resolve_token(session, secret, token)
+        caller = await resolve_token(reads, secret, token)
     except ExpiredToken:
         raise RestProblem(
             401,
