@@ -18,7 +18,13 @@ from dataclasses import dataclass
 import structlog
 from fastapi import Request
 from limits import RateLimitItem, parse
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import (
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.aio.strategies import (
+    RateLimiter as Strategy,
+)
 from limits.storage import storage_from_string
 from prometheus_client import Counter
 
@@ -67,18 +73,26 @@ class RateLimiter:
         self.policies: dict[str, RateLimitItem] = {
             name: parse(rule) for name, rule in policies.items()
         }
-        self._strategy = MovingWindowRateLimiter(storage_from_string(_storage_uri(redis_url)))
+        storage = storage_from_string(_storage_uri(redis_url))
+        self._strategy = MovingWindowRateLimiter(storage)
+        # The per-IP ceiling counts every request of every client: a sliding window counter
+        # keeps two numbers per address where a moving window keeps one timestamp per request
+        # (up to the ceiling's 1,200 per address), and costs the same at any rate.
+        self._ceiling = SlidingWindowCounterRateLimiter(storage)
 
     async def check(self, policy: str, key: str, *, consume: bool) -> Decision:
         """Whether `key` may do `policy` now; `consume` counts this request against it."""
+        return await self._check(self._strategy, policy, key, consume=consume)
+
+    async def _check(self, strategy: Strategy, policy: str, key: str, *, consume: bool) -> Decision:
         item = self.policies[policy]
         window = int(item.get_expiry())
         try:
             if consume:
-                allowed = await self._strategy.hit(item, policy, key)
+                allowed = await strategy.hit(item, policy, key)
             else:
-                allowed = await self._strategy.test(item, policy, key)
-            stats = await self._strategy.get_window_stats(item, policy, key)
+                allowed = await strategy.test(item, policy, key)
+            stats = await strategy.get_window_stats(item, policy, key)
         except Exception as error:  # the store is away: fail open, visibly
             _failed_open(policy, error)
             return Decision(policy, item.amount, window, True, item.amount, window)
@@ -92,13 +106,13 @@ class RateLimiter:
         For the per-IP ceiling on every request: the window's stats (a second store call) are
         read only for a refusal."""
         try:
-            allowed = await self._strategy.hit(self.policies[policy], policy, key)
+            allowed = await self._ceiling.hit(self.policies[policy], policy, key)
         except Exception as error:
             _failed_open(policy, error)
             return None
         if allowed:
             return None
-        decision = await self.check(policy, key, consume=False)
+        decision = await self._check(self._ceiling, policy, key, consume=False)
         return None if decision.allowed else decision
 
     async def enforce(
