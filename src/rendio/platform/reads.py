@@ -1,12 +1,12 @@
 """Lean single-statement reads for the calls every request makes (the session check, a job's
 status): plain psycopg on a small pool of autocommit connections.
 
-Measured on the bench machine (bench/README.md, "Hot paths"): one such read costs ~0.2 ms of
-the API's CPU and one round trip, where the same statement through an SQLAlchemy session
-costs ~0.9 ms (~1.3 ms loading an ORM entity) and three round trips (BEGIN, the statement,
-COMMIT). A read here sees every transaction committed before it, so it is as current as a
-read inside the request's transaction would have been; what must be consistent with a write
-(a debit and its ledger row) still goes through the request's session.
+Measured on the bench machine (bench/statement_cost.py): one such read costs ~0.2 ms of the
+API's CPU and one round trip, where the same statement through an SQLAlchemy session costs
+~0.7 ms (~0.9 ms loading an ORM entity) and three round trips (BEGIN, the statement, COMMIT).
+A read here sees every transaction committed before it, so it is as current as a read inside
+the request's transaction would have been; what must be consistent with a write (a debit and
+its ledger row) still goes through the request's session.
 """
 
 from __future__ import annotations
