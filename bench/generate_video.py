@@ -114,6 +114,18 @@ def start_server(database_url: str, data_dir: Path, port: int) -> subprocess.Pop
     raise SystemExit("the server did not start")
 
 
+def top_up(database_url: str) -> None:
+    """Enough credits that no guest runs out, through the ledger (one row per guest)."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute(
+            "WITH moved AS (UPDATE users SET credits_remaining = credits_remaining + %s, "
+            "credits_total = credits_total + %s RETURNING id, credits_remaining) "
+            "INSERT INTO quota_log (user_id, change, reason, transaction_id, balance_after) "
+            "SELECT id, %s, 'admin_adjust', 'bench-top-up:' || id, credits_remaining FROM moved",
+            [TOP_UP, TOP_UP, TOP_UP],
+        )
+
+
 def onboard(base_url: str, database_url: str, clients: int) -> list[dict[str, str]]:
     """One guest per client, each topped up through the ledger; their ids go to pgbench."""
     headers = []
@@ -124,14 +136,8 @@ def onboard(base_url: str, database_url: str, clients: int) -> list[dict[str, st
                 json={"device_id": f"bench-{n}", "device_token": f"bench-phone-{n}"},
             ).json()["session"]
             headers.append({"Authorization": f"Bearer {session['access_token']}"})
+    top_up(database_url)
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        conn.execute(
-            "WITH moved AS (UPDATE users SET credits_remaining = credits_remaining + %s, "
-            "credits_total = credits_total + %s RETURNING id, credits_remaining) "
-            "INSERT INTO quota_log (user_id, change, reason, transaction_id, balance_after) "
-            "SELECT id, %s, 'admin_adjust', 'bench-top-up:' || id, credits_remaining FROM moved",
-            [TOP_UP, TOP_UP, TOP_UP],
-        )
         conn.execute("CREATE TABLE bench_clients (n int PRIMARY KEY, uid uuid, sid uuid)")
         for n, header in enumerate(headers, start=1):
             claims = jwt.decode(

@@ -63,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from generate_video import BODY, MODEL_ID, TOP_UP  # noqa: E402
+from generate_video import BODY, MODEL_ID, top_up  # noqa: E402
 from generate_video import PGBENCH_SCRIPT as NINE_STATEMENTS_SQL  # noqa: E402
 from tests.helpers.database import create_database, drop_database  # noqa: E402
 from tests.helpers.processes import free_port  # noqa: E402
@@ -426,18 +426,6 @@ def device_check(http: httpx.Client, n: int) -> str:
     )
     answer.raise_for_status()
     return str(answer.json()["session"]["access_token"])
-
-
-def top_up(database_url: str) -> None:
-    """Enough credits that no guest runs out, through the ledger (as generate_video.py)."""
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        conn.execute(
-            "WITH moved AS (UPDATE users SET credits_remaining = credits_remaining + %s, "
-            "credits_total = credits_total + %s RETURNING id, credits_remaining) "
-            "INSERT INTO quota_log (user_id, change, reason, transaction_id, balance_after) "
-            "SELECT id, %s, 'admin_adjust', 'bench-top-up:' || id, credits_remaining FROM moved",
-            [TOP_UP, TOP_UP, TOP_UP],
-        )
 
 
 def guest_with_job(http: httpx.Client, token: str) -> Guest:
