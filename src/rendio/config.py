@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset means the embedded server."
     )
+    listen_database_url: str | None = Field(
+        default=None,
+        description="Where the API's LISTEN connection goes (unset: RENDIO_DATABASE_URL); "
+        "behind a transaction-mode pooler, a direct or session-mode URL.",
+    )
     data_dir: Path = Path(".rendio")
     jwt_secret: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"

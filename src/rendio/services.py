@@ -68,7 +68,7 @@ def build_services(settings: Settings, database_url: str, *, pool_size: int) -> 
     secret = settings.resolved_jwt_secret()
     engine = create_engine(database_url, pool_size=pool_size)
     sessions = session_factory(engine)
-    notices = Notices(libpq_url(database_url))
+    notices = Notices(libpq_url(settings.listen_database_url or database_url))
     catalog_cache = CatalogCache()
     notices.listen(CATALOG_CHANNEL, catalog_cache.changed, catalog_cache.listening)
     return Services(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,3 +77,53 @@ def test_nothing_is_kept_that_a_change_could_have_overtaken() -> None:
     assert cache.answer is None
     cache.keep(cache.generation, answer)
     assert cache.answer is None
+
+
+def test_an_answer_is_kept_at_most_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last guard, should notices be swallowed (a pooler in transaction mode)."""
+    from rendio.catalog import cache as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    cache = CatalogCache()
+    cache.listening(True)
+    answer = CatalogAnswer(b"{}", '"x"')
+    cache.keep(cache.generation, answer)
+    now[0] += module.MAX_AGE_SECONDS - 1
+    assert cache.answer is answer
+    now[0] += 2
+    assert cache.answer is None
+
+
+async def test_the_listener_comes_back_after_its_connection_is_cut(
+    client: httpx.AsyncClient, clean_database: str
+) -> None:
+    services = app_of(client).state.services
+    assert await services.notices.wait_connected(10)
+    await client.get("/functions/v1/get-models")
+    assert services.catalog_cache.answer is not None
+    engine = sync_engine(clean_database)
+    with engine.begin() as conn:
+        cut = conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND query LIKE 'LISTEN \"rendio_%'"
+            )
+        ).all()
+    assert cut, "no listener connection found"
+    for _ in range(200):  # dropped when the loss is noticed, then listening again
+        if services.catalog_cache.answer is None and services.notices.connected.is_set():
+            break
+        await asyncio.sleep(0.05)
+    assert services.notices.connected.is_set()
+    await client.get("/functions/v1/get-models")
+    assert services.catalog_cache.answer is not None
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE models SET cost_per_generation = 5 WHERE slug = 'rendio-local'"))
+    engine.dispose()
+    for _ in range(100):
+        if services.catalog_cache.answer is None:
+            break
+        await asyncio.sleep(0.05)
+    assert services.catalog_cache.answer is None, "the new listener did not hear the change"

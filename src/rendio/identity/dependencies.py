@@ -87,12 +87,14 @@ class TokenProblem(Exception):
         super().__init__(reason)
 
 
-_USER_COLUMNS = tuple(column.key for column in User.__table__.columns)
+# (attribute, column) of every mapped column of User: the row is read by column name and the
+# instance built by attribute name.
+_USER_FIELDS = tuple((attr.key, attr.columns[0].name) for attr in User.__mapper__.column_attrs)
 _SESSION_CHECK = sql.SQL(
     "SELECT {columns}, s.revoked_at AS session_revoked_at"
     " FROM auth_sessions s JOIN users u ON u.id = s.user_id"
     " WHERE s.id = %s AND s.user_id = %s"
-).format(columns=sql.SQL(", ").join(sql.Identifier("u", name) for name in _USER_COLUMNS))
+).format(columns=sql.SQL(", ").join(sql.Identifier("u", column) for _, column in _USER_FIELDS))
 
 
 async def resolve_token(reads: Reads, secret: str, token: str) -> Caller:
@@ -110,7 +112,7 @@ async def resolve_token(reads: Reads, secret: str, token: str) -> Caller:
         raise TokenProblem("account banned", banned=True)
     if row["session_revoked_at"] is not None:
         raise TokenProblem("session revoked")
-    user = User(**{name: row[name] for name in _USER_COLUMNS})
+    user = User(**{attribute: row[column] for attribute, column in _USER_FIELDS})
     make_transient_to_detached(user)  # as if loaded by a query: nothing pending, nothing expired
     return Caller(user=user, session_id=claims.session_id)
 

@@ -7,14 +7,11 @@ land together.
 
 from __future__ import annotations
 
-import select
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import Depends, Request
-from psycopg.pq import ConnStatus
 from sqlalchemy import Engine, MetaData, NullPool, event, func
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
@@ -29,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, SessionTransaction, mapped_c
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.types import DateTime
 
+from rendio.platform.reads import closed_by_server
 from rendio.platform.services import CoreServices, services_of
 
 NAMING_CONVENTION = {
@@ -72,25 +70,15 @@ def sync_engine(url: str) -> Engine:
     return create_sync_engine(sqlalchemy_url(url), poolclass=NullPool)
 
 
-def _readable(fd: int) -> bool:
-    return bool(select.select([fd], [], [], 0)[0])
-
-
 def _drop_stale_connections(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """On checkout: a pooled connection whose server went away (a restart, a failover) is
     replaced before the request uses it, instead of failing the request.
 
-    An idle connection has nothing to read, unless its server closed it; asking the socket
-    costs one non-blocking `select` — no round trip, unlike `pool_pre_ping`. Raising
+    `closed_by_server` asks the socket without a round trip, unlike `pool_pre_ping`. Raising
     DisconnectionError makes the pool drop this connection and check out another (each is
     judged the same way, so one stale connection does not reset the healthy ones).
     """
-    pgconn = dbapi_connection.driver_connection.pgconn
-    try:
-        stale = pgconn.status != ConnStatus.OK or _readable(pgconn.socket)
-    except (OSError, psycopg.OperationalError):
-        stale = True
-    if stale:
+    if closed_by_server(dbapi_connection.driver_connection.pgconn):
         raise DisconnectionError("the database closed this connection")
 
 

@@ -18,10 +18,21 @@ from dataclasses import dataclass
 import psycopg
 import structlog
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 log = structlog.get_logger("rendio.notices")
 
 _RECONNECT_SECONDS = (0.5, 1, 2, 5)
+PING_SECONDS = 15.0
+PING_TIMEOUT = 10
+# TCP keepalives and a send timeout, so a dead peer is noticed by the kernel too.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Notices:
         self._channels: dict[str, list[_Listener]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self._failures = 0  # connections in a row that did not get as far as LISTEN
 
     def listen(
         self,
@@ -67,25 +79,36 @@ class Notices:
         self._set_status(False)
 
     async def _run(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                connection = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-                async with connection:
-                    for channel in self._channels:
-                        listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
-                        await connection.execute(listen)
-                    attempt = 0
-                    self._set_status(True)
-                    log.info("notices_listening", channels=list(self._channels))
-                    async for notice in connection.notifies():
-                        self._deliver(notice.channel, notice.payload)
-            except (psycopg.Error, OSError) as error:
-                self._set_status(False)
-                pause = _RECONNECT_SECONDS[min(attempt, len(_RECONNECT_SECONDS) - 1)]
-                attempt += 1
-                log.warning("notices_listener_lost", error=str(error), retry_in=pause)
-                await asyncio.sleep(pause)
+        try:
+            while True:
+                try:
+                    await self._listen()
+                except Exception as error:  # psycopg, the network, or a bug: never stop
+                    self._set_status(False)
+                    pause = _RECONNECT_SECONDS[min(self._failures, len(_RECONNECT_SECONDS) - 1)]
+                    self._failures += 1
+                    log.warning("notices_listener_lost", error=repr(error), retry_in=pause)
+                    await asyncio.sleep(pause)
+        finally:
+            self._set_status(False)
+
+    async def _listen(self) -> None:
+        """LISTEN, then wait for notices; every PING_SECONDS of silence, ask the server
+        something, so a connection a network dropped without a word (a NAT, a failover) is
+        found out within PING_SECONDS + PING_TIMEOUT instead of the kernel's two hours."""
+        conninfo = make_conninfo(self._url, connect_timeout=PING_TIMEOUT, **_KEEPALIVES)
+        connection = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+        async with connection:
+            for channel in self._channels:
+                listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+                await connection.execute(listen)
+            self._failures = 0
+            self._set_status(True)
+            log.info("notices_listening", channels=list(self._channels))
+            while True:
+                async for notice in connection.notifies(timeout=PING_SECONDS):
+                    self._deliver(notice.channel, notice.payload)
+                await asyncio.wait_for(connection.execute("SELECT 1"), PING_TIMEOUT)
 
     def _set_status(self, connected: bool) -> None:
         if connected == self.connected.is_set():

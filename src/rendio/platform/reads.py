@@ -20,15 +20,24 @@ from psycopg.pq import ConnStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+# A request waits this long for a connection (the database is away: fail fast rather than
+# hold the request), and a new connection this long to connect.
+WAIT_SECONDS = 5
+CONNECT_SECONDS = 5
 
-async def _usable(connection: psycopg.AsyncConnection[Any]) -> None:
-    """On checkout: a connection whose server went away (a restart, a failover) is replaced
-    before a request uses it. An idle connection has nothing to read unless the server closed
-    it, so one non-blocking `select` tells, without a round trip."""
-    pgconn = connection.pgconn
-    if pgconn.status != ConnStatus.OK or select.select([pgconn.socket], [], [], 0)[0]:
-        await connection.close()  # so the pool discards it rather than offering it again
-        raise psycopg.OperationalError("the database closed this connection")
+
+def closed_by_server(pgconn: psycopg.pq.abc.PGconn) -> bool:
+    """Whether an idle connection's server went away (a restart, a failover): an idle
+    connection has nothing to read unless its server closed it. One non-blocking `poll`, no
+    round trip (and, unlike `select`, any file descriptor number)."""
+    if pgconn.status != ConnStatus.OK:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
 
 
 class Reads:
@@ -38,10 +47,15 @@ class Reads:
             min_size=0,  # the API can start (and report not-ready) while the database is away
             max_size=size,
             open=False,
-            check=_usable,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            timeout=WAIT_SECONDS,
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": CONNECT_SECONDS,
+            },
             connection_class=psycopg.AsyncConnection[DictRow],
         )
+        self._size = size
 
     async def open(self) -> None:
         await self._pool.open()
@@ -52,7 +66,17 @@ class Reads:
     async def one(
         self, query: str | sql.Composed, params: tuple[Any, ...]
     ) -> dict[str, Any] | None:
-        """The first row of `query` (psycopg placeholders: `%s`), or None."""
-        async with self._pool.connection() as connection:
-            cursor = await connection.execute(query, params)
-            return await cursor.fetchone()
+        """The first row of `query` (psycopg placeholders: `%s`), or None. Connections the
+        server closed are dropped at once, each in turn (after a database restart every idle
+        one is), so the first request after a restart is served, not failed."""
+        for _ in range(self._size + 1):
+            connection = await self._pool.getconn()
+            try:
+                if closed_by_server(connection.pgconn):
+                    await connection.close()  # the pool discards a closed connection
+                    continue
+                cursor = await connection.execute(query, params)
+                return await cursor.fetchone()
+            finally:
+                await self._pool.putconn(connection)
+        raise psycopg.OperationalError("no live connection to the database")
