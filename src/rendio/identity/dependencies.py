@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -24,7 +24,7 @@ from rendio.identity.gotrue import AuthApiError
 from rendio.identity.models import User
 from rendio.identity.services import IdentityServices
 from rendio.identity.sessions import Keys
-from rendio.identity.tokens import InvalidToken, verify_access_token
+from rendio.identity.tokens import ExpiredToken, InvalidToken, verify_access_token
 from rendio.platform.db import Session
 from rendio.platform.errors import ApiKeyInvalid, ErrorCode, Forbidden, Unauthorized
 from rendio.platform.reads import Reads
@@ -58,6 +58,8 @@ class Caller:
 
     user: User
     session_id: uuid.UUID
+    # When the token runs out (a realtime channel ends then).
+    expires_at: int
 
 
 def keys(request: Request) -> Keys:
@@ -79,12 +81,19 @@ def bearer_token(request: Request) -> str | None:
 
 
 class TokenProblem(Exception):
-    """Why a bearer token was not accepted (`reason` is safe to show)."""
+    """Why a bearer token was not accepted (`reason` is safe to show); `kind` lets each API
+    answer in its own shape (PostgREST tells an expired JWT from an undecodable one)."""
 
-    def __init__(self, reason: str, *, banned: bool = False) -> None:
+    def __init__(
+        self, reason: str, kind: Literal["undecodable", "expired", "revoked", "banned"]
+    ) -> None:
         self.reason = reason
-        self.banned = banned
+        self.kind = kind
         super().__init__(reason)
+
+    @property
+    def banned(self) -> bool:
+        return self.kind == "banned"
 
 
 # (attribute, column) of every mapped column of User: the row is read by column name and the
@@ -102,19 +111,21 @@ async def resolve_token(reads: Reads, secret: str, token: str) -> Caller:
     session to change it."""
     try:
         claims = verify_access_token(secret, token)
+    except ExpiredToken:
+        raise TokenProblem("invalid or expired token", "expired") from None
     except InvalidToken:
-        raise TokenProblem("invalid or expired token") from None
+        raise TokenProblem("invalid or expired token", "undecodable") from None
     row = await reads.one(_SESSION_CHECK, (claims.session_id, claims.user_id))
     if row is None:
-        raise TokenProblem("session revoked")
+        raise TokenProblem("session revoked", "revoked")
     # A ban revokes the sessions too; the ban is what the client is told (403, not "sign in").
     if row["banned_at"] is not None:
-        raise TokenProblem("account banned", banned=True)
+        raise TokenProblem("account banned", "banned")
     if row["session_revoked_at"] is not None:
-        raise TokenProblem("session revoked")
+        raise TokenProblem("session revoked", "revoked")
     user = User(**{attribute: row[column] for attribute, column in _USER_FIELDS})
     make_transient_to_detached(user)  # as if loaded by a query: nothing pending, nothing expired
-    return Caller(user=user, session_id=claims.session_id)
+    return Caller(user=user, session_id=claims.session_id, expires_at=claims.expires_at)
 
 
 def _remember_user(request: Request, user_id: uuid.UUID) -> None:
@@ -150,7 +161,7 @@ async def authenticate_auth_api(request: Request, session: Session, _: BearerHea
     except TokenProblem as problem:
         if problem.banned:
             raise AuthApiError(403, "user_banned", "User is banned") from None
-        code = "session_not_found" if problem.reason == "session revoked" else "bad_jwt"
+        code = "session_not_found" if problem.kind == "revoked" else "bad_jwt"
         raise AuthApiError(403, code, f"invalid JWT: {problem.reason}") from None
     session.add(caller.user)
     _remember_user(request, caller.user.id)

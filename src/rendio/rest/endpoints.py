@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rendio.generation.links import MediaLinks
 from rendio.generation.services import GenerationDeps, GenerationServices
 from rendio.identity.dependencies import TokenProblem, bearer_token, resolve_token
-from rendio.identity.tokens import ExpiredToken, InvalidToken, verify_access_token
 from rendio.platform.reads import Reads
 from rendio.rest.compiler import CompiledRead, compile_read
 from rendio.rest.exposure import TABLES, Exposed, visible_rows
@@ -131,23 +130,9 @@ async def _caller(request: Request, reads: Reads, secret: str) -> uuid.UUID | No
     if token is None or (apikey and hmac.compare_digest(token.encode(), apikey.encode())):
         return None
     try:
-        verify_access_token(secret, token)
         caller = await resolve_token(reads, secret, token)
-    except ExpiredToken:
-        raise RestProblem(
-            401,
-            "PGRST303",
-            "JWT expired",
-            headers={
-                "WWW-Authenticate": 'Bearer error="invalid_token", error_description="JWT expired"'
-            },
-        ) from None
-    except InvalidToken:
-        raise RestProblem(401, "PGRST301", "JWT could not be decoded") from None
     except TokenProblem as problem:
-        if problem.banned:
-            raise RestProblem(403, "42501", "permission denied: the account is banned") from None
-        raise RestProblem(401, "PGRST301", f"JWT rejected: {problem.reason}") from None
+        raise _token_problem(problem) from None
     return caller.user.id
 
 
@@ -180,6 +165,24 @@ async def _run(
     finally:
         await session.rollback()
     return rows, total
+
+
+def _token_problem(problem: TokenProblem) -> RestProblem:
+    """A refused token in PostgREST's terms."""
+    if problem.kind == "expired":
+        return RestProblem(
+            401,
+            "PGRST303",
+            "JWT expired",
+            headers={
+                "WWW-Authenticate": 'Bearer error="invalid_token", error_description="JWT expired"'
+            },
+        )
+    if problem.kind == "undecodable":
+        return RestProblem(401, "PGRST301", "JWT could not be decoded")
+    if problem.kind == "banned":
+        return RestProblem(403, "42501", "permission denied: the account is banned")
+    return RestProblem(401, "PGRST301", f"JWT rejected: {problem.reason}")
 
 
 def _client_problem(error: DBAPIError) -> Exception:
