@@ -4,7 +4,6 @@ checked against what the test made happen."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +20,7 @@ from rendio.platform.errors import ErrorCode
 from tests.helpers.admin import add_job, admin_guest
 from tests.helpers.clients import device_check, guest, open_client
 from tests.helpers.settings import SettingsFactory
+from tests.helpers.waiting import eventually
 
 F = "/functions/v1"
 
@@ -37,15 +37,6 @@ async def quick_log_client(make_settings: SettingsFactory) -> AsyncIterator[http
     app.add_api_route("/functions/v1/boom", boom)
     async for http in open_client(app):
         yield http
-
-
-async def eventually(check: Any, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 def metric(name: str, **labels: str) -> float:

@@ -3,8 +3,6 @@ the notice of a change made anywhere, and never kept when it could be stale."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 from sqlalchemy import text
@@ -14,6 +12,7 @@ from rendio.catalog.cache import CatalogAnswer, CatalogCache
 from rendio.platform.db import sync_engine
 from tests.helpers.admin import admin_guest
 from tests.helpers.clients import app_of
+from tests.helpers.waiting import eventually
 
 
 async def test_a_change_made_by_another_process_drops_the_kept_answer(
@@ -30,11 +29,8 @@ async def test_a_change_made_by_another_process_drops_the_kept_answer(
     with engine.begin() as conn:
         conn.execute(text("UPDATE models SET cost_per_generation = 7 WHERE slug = 'rendio-local'"))
     engine.dispose()
-    for _ in range(100):
-        if services.catalog_cache.answer is None:
-            break
-        await asyncio.sleep(0.05)
-    assert services.catalog_cache.answer is None, "the change's notice was never heard"
+    dropped = await eventually(lambda: services.catalog_cache.answer is None, 5)
+    assert dropped, "the change's notice was never heard"
     again = await client.get("/functions/v1/get-models")
     assert again.json()["models"][0]["cost_per_generation"] == 7
     assert again.headers["etag"] != first.headers["etag"]
@@ -112,18 +108,15 @@ async def test_the_listener_comes_back_after_its_connection_is_cut(
             )
         ).all()
     assert cut, "no listener connection found"
-    for _ in range(200):  # dropped when the loss is noticed, then listening again
-        if services.catalog_cache.answer is None and services.notices.connected.is_set():
-            break
-        await asyncio.sleep(0.05)
-    assert services.notices.connected.is_set()
+    # Dropped when the loss is noticed, then listening again.
+    back = await eventually(
+        lambda: services.catalog_cache.answer is None and services.notices.connected.is_set(), 10
+    )
+    assert back and services.notices.connected.is_set()
     await client.get("/functions/v1/get-models")
     assert services.catalog_cache.answer is not None
     with engine.begin() as conn:
         conn.execute(text("UPDATE models SET cost_per_generation = 5 WHERE slug = 'rendio-local'"))
     engine.dispose()
-    for _ in range(100):
-        if services.catalog_cache.answer is None:
-            break
-        await asyncio.sleep(0.05)
-    assert services.catalog_cache.answer is None, "the new listener did not hear the change"
+    dropped = await eventually(lambda: services.catalog_cache.answer is None, 5)
+    assert dropped, "the new listener did not hear the change"

@@ -1,5 +1,3 @@
-import asyncio
-
 import httpx
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,16 +10,19 @@ from rendio.platform.db import sync_engine
 from rendio.providers.registry import offered_providers
 from tests.helpers.clients import open_client
 from tests.helpers.settings import SettingsFactory
+from tests.helpers.waiting import eventually
 
 
 async def eventually_changed(client: httpx.AsyncClient, etag: str) -> httpx.Response:
     """get-models once it no longer answers 304 to `etag` (at most 5 s)."""
-    for _ in range(100):
+
+    async def changed() -> httpx.Response | None:
         answer = await client.get("/functions/v1/get-models", headers={"if-none-match": etag})
-        if answer.status_code != 304:
-            return answer
-        await asyncio.sleep(0.05)
-    raise AssertionError("the catalog change never reached get-models")
+        return answer if answer.status_code != 304 else None
+
+    answer: httpx.Response | None = await eventually(changed, 5)
+    assert answer is not None, "the catalog change never reached get-models"
+    return answer
 
 
 LOCAL_ID = "d4aade9e-62e1-508f-9c17-eb900fa1dc39"  # uuid5 of "rendio-local": stable everywhere

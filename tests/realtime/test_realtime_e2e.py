@@ -16,6 +16,7 @@ import pytest
 
 from realtime import AsyncRealtimeClient, RealtimeSubscribeStates
 from tests.helpers.processes import LiveServer, fast_env, start_server, start_worker
+from tests.helpers.waiting import eventually
 
 ANON_KEY = "rendio-anon-key-for-realtime-tests"
 VIDEO = {"duration": 2, "aspect_ratio": "16:9", "resolution": "360p"}
@@ -61,13 +62,6 @@ async def listen(
     return client, heard
 
 
-async def wait_until(condition: Any, timeout: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.1)
-
-
 async def test_a_video_is_followed_live_and_only_by_its_owner(stack: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
         alice = await guest(http, "alice")
@@ -99,7 +93,7 @@ async def test_a_video_is_followed_live_and_only_by_its_owner(stack: LiveServer)
         def statuses() -> list[str]:
             return [event["data"]["record"]["status"] for event in heard]
 
-        await wait_until(lambda: "completed" in statuses())
+        assert await eventually(lambda: "completed" in statuses(), 60), "timed out"
         first = heard[0]["data"]
         assert first["type"] == "INSERT" and first["record"]["job_id"] == job_id
         assert {"name": "status", "type": "varchar"} in first["columns"]
@@ -115,7 +109,7 @@ async def test_a_video_is_followed_live_and_only_by_its_owner(stack: LiveServer)
         )
         assert rows.json()[0]["status"] == done["status"] == "completed"
 
-        await wait_until(lambda: bool(credits))
+        assert await eventually(lambda: bool(credits), 60), "timed out"
         assert credits[-1]["data"]["record"]["credits_remaining"] < 10
         await asyncio.sleep(1)  # anything meant for the others would have arrived by now
         assert overheard == [] and spied == []
