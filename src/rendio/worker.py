@@ -14,9 +14,12 @@ see, and under `rendio serve` `/ready` answers 503.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from typing import Any, Protocol
 
 import procrastinate
 import procrastinate.exceptions
+import procrastinate.worker
 import psycopg
 import structlog
 
@@ -27,6 +30,7 @@ COMPONENT = "worker"
 _MAX_BACKOFF = 30.0
 _HEALTHY_RUN_SECONDS = 60.0  # a run this long resets the backoff and the failure count
 _MAX_UNEXPECTED_FAILURES = 5  # in a row, each within a minute of starting
+_STOP_RETRY_SECONDS = 0.5
 
 
 class WorkerGaveUp(Exception):
@@ -55,23 +59,21 @@ async def run_worker(queue: procrastinate.App, services: Services) -> None:
         services.health.up(COMPONENT)
         started = loop.time()
         try:
-            await queue.run_worker_async(
-                concurrency=settings.worker_concurrency,
-                additional_context={"services": services},
-                # Heartbeats three times per timeout, so one late beat is not a death.
-                update_heartbeat_interval=settings.worker_stalled_after / 3,
-                stalled_worker_timeout=settings.worker_stalled_after,
-                # Stopping is the caller's business (cancel this coroutine), so a return is
-                # always procrastinate giving up on a failed side task.
-                install_signal_handlers=False,
+            await run_until_stopped(
+                new_worker(
+                    queue,
+                    concurrency=settings.worker_concurrency,
+                    additional_context={"services": services},
+                    # Heartbeats three times per timeout, so one late beat is not a death.
+                    update_heartbeat_interval=settings.worker_stalled_after / 3,
+                    stalled_worker_timeout=settings.worker_stalled_after,
+                    # Stopping is the caller's business (cancel this coroutine), so a return
+                    # is always procrastinate giving up on a failed side task.
+                    install_signal_handlers=False,
+                )
             )
             reason, transient = "a side task failed (listener or heartbeat)", True
         except Exception as error:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                # We were asked to stop and procrastinate's shutdown failed (the database is
-                # gone too): stop anyway instead of mistaking it for a death to recover from.
-                raise asyncio.CancelledError from error
             reason, transient = repr(error), _database_trouble(error)
         if loop.time() - started >= _HEALTHY_RUN_SECONDS:
             backoff, unexpected = 1.0, 0
@@ -84,3 +86,39 @@ async def run_worker(queue: procrastinate.App, services: Services) -> None:
         log.error("worker_died", error=reason, restart_in=backoff)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, _MAX_BACKOFF)
+
+
+class Stoppable(Protocol):
+    """What `run_until_stopped` needs of procrastinate's worker."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def new_worker(queue: procrastinate.App, **options: Any) -> Stoppable:
+    """procrastinate's worker for `queue`, made here rather than by `App.run_worker_async` so
+    that `run_until_stopped` can ask it to stop. (That method also imports the app's
+    `import_paths`; tasks here are registered by `tasks.registration`, so there are none.)"""
+    return procrastinate.worker.Worker(app=queue, **options)
+
+
+async def run_until_stopped(worker: Stoppable) -> None:
+    """Run `worker` until it stops by itself; when cancelled, stop it gracefully (its running
+    jobs finish) and then raise the cancellation.
+
+    The stop is asked with `worker.stop()` until the worker has stopped, not by cancelling its
+    task: psycopg_pool swallows a cancellation that arrives as it hands over a connection (seen
+    when a stop came during the worker's first query), and the worker then waited forever. The
+    ask is repeated because the worker clears a stop asked before it started.
+    """
+    running = asyncio.create_task(worker.run(), name="procrastinate-worker")
+    try:
+        await asyncio.shield(running)
+    except asyncio.CancelledError:
+        while not running.done():
+            worker.stop()
+            await asyncio.wait({running}, timeout=_STOP_RETRY_SECONDS)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            running.result()  # stopping anyway; a failed shutdown is not a death to report
+        raise

@@ -1,31 +1,42 @@
 """The worker supervisor: restarts after the database was away (shown against a real outage in
 tests/faults), and gives up — visibly — only on failures that are not the database."""
 
+import asyncio
+import random
 from typing import Any
 
 import procrastinate.exceptions
 import pytest
 
 from rendio.config import Settings
+from rendio.platform.queue import create_queue
 from rendio.services import build_services
+from rendio.tasks import registration
 from rendio.worker import WorkerGaveUp, run_worker
 
 
-class FailingQueue:
-    """Stands in for procrastinate's App: its worker fails with `errors`, one per run, then
-    runs until cancelled (a real worker blocks until stopped)."""
+class FailingWorkers:
+    """Stands in for procrastinate's workers (`rendio.worker.new_worker`): each run fails with
+    the next of `errors`; after them, a run lasts until it is asked to stop."""
 
-    def __init__(self, errors: list[BaseException | None]) -> None:
+    def __init__(self, errors: list[BaseException]) -> None:
         self.errors = errors
         self.runs: list[dict[str, Any]] = []
+        self.lasting = asyncio.Event()
+        self.stopped = asyncio.Event()
 
-    async def run_worker_async(self, **options: Any) -> None:
+    def __call__(self, queue: Any, **options: Any) -> Any:
         self.runs.append(options)
-        error = self.errors[len(self.runs) - 1] if len(self.runs) <= len(self.errors) else None
-        if error is not None:
-            raise error
-        if len(self.runs) > len(self.errors):
-            raise SystemExit("done")  # ends the test's supervisor loop
+        return self
+
+    async def run(self) -> None:
+        if len(self.runs) <= len(self.errors):
+            raise self.errors[len(self.runs) - 1]
+        self.lasting.set()
+        await self.stopped.wait()
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 @pytest.fixture
@@ -40,12 +51,17 @@ async def test_database_trouble_is_retried_without_giving_up(
 ) -> None:
     monkeypatch.setattr("rendio.worker._MAX_BACKOFF", 0.01)
     outage = procrastinate.exceptions.ConnectorException("pool timeout")
-    queue = FailingQueue([outage] * 7)
-    with pytest.raises(SystemExit):
-        await run_worker(queue, services)  # type: ignore[arg-type]  # a stand-in for App
-    assert len(queue.runs) == 8
-    assert queue.runs[-1]["additional_context"] == {"services": services}
-    assert queue.runs[-1]["stalled_worker_timeout"] == services.settings.worker_stalled_after
+    workers = FailingWorkers([outage] * 7)
+    monkeypatch.setattr("rendio.worker.new_worker", workers)
+    task = asyncio.create_task(run_worker(None, services))  # type: ignore[arg-type]  # no queue
+    await asyncio.wait_for(workers.lasting.wait(), 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert workers.stopped.is_set()
+    assert len(workers.runs) == 8
+    assert workers.runs[-1]["additional_context"] == {"services": services}
+    assert workers.runs[-1]["stalled_worker_timeout"] == services.settings.worker_stalled_after
     assert services.health.problems() == {}
 
 
@@ -53,10 +69,11 @@ async def test_a_worker_failing_for_another_reason_gives_up_and_is_not_ready(
     services: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr("rendio.worker._MAX_BACKOFF", 0.01)
-    queue = FailingQueue([TypeError("a bug")] * 5)
+    workers = FailingWorkers([TypeError("a bug")] * 5)
+    monkeypatch.setattr("rendio.worker.new_worker", workers)
     with pytest.raises(WorkerGaveUp):
-        await run_worker(queue, services)  # type: ignore[arg-type]  # a stand-in for App
-    assert len(queue.runs) == 5
+        await run_worker(None, services)  # type: ignore[arg-type]  # no queue: no real worker
+    assert len(workers.runs) == 5
     assert "a bug" in services.health.problems()["worker"]
 
 
@@ -65,7 +82,6 @@ async def test_ready_answers_503_when_the_in_process_worker_is_gone(
 ) -> None:
     """`rendio serve` keeps answering /health, but /ready tells a load balancer (and an
     operator) that this process no longer runs background work."""
-    import asyncio
 
     from rendio import app as app_module
     from tests.helpers.clients import open_client
@@ -88,28 +104,50 @@ async def test_ready_answers_503_when_the_in_process_worker_is_gone(
         assert (await client.get("/health")).status_code == 200
 
 
-async def test_a_stop_is_a_stop_even_when_procrastinates_shutdown_fails(services: Any) -> None:
-    """Cancelled while the database is gone, procrastinate's shutdown raises instead of
-    re-raising the cancellation; the supervisor must stop, not restart it."""
-    import asyncio
-
-    started = asyncio.Event()
+async def test_a_stop_is_a_stop_even_when_procrastinates_shutdown_fails(
+    services: Any, monkeypatch: Any
+) -> None:
+    """Stopped while the database is gone, procrastinate's shutdown raises; the supervisor must
+    stop, not restart it."""
+    started, stop = asyncio.Event(), asyncio.Event()
 
     class ShutdownFails:
         runs = 0
 
-        async def run_worker_async(self, **options: Any) -> None:
+        async def run(self) -> None:
             self.runs += 1
             started.set()
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                raise procrastinate.exceptions.ConnectorException("unregister failed") from None
+            await stop.wait()
+            raise procrastinate.exceptions.ConnectorException("unregister failed")
 
-    queue = ShutdownFails()
-    task = asyncio.create_task(run_worker(queue, services))  # type: ignore[arg-type]  # stand-in
+        def stop(self) -> None:
+            stop.set()
+
+    worker = ShutdownFails()
+    monkeypatch.setattr("rendio.worker.new_worker", lambda queue, **options: worker)
+    task = asyncio.create_task(run_worker(None, services))  # type: ignore[arg-type]  # no queue
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
-    assert queue.runs == 1
+    assert worker.runs == 1
+
+
+async def test_a_stop_right_after_the_start_is_not_lost(settings: Settings) -> None:
+    """Stopped while procrastinate's worker makes its first query on a fresh pool, the real
+    worker stops. Cancelling its task instead could hang for ever: psycopg_pool swallows a
+    cancellation that arrives as it hands over a new connection (one start in a few hung)."""
+    built = build_services(settings, settings.database_url or "", pool_size=1)
+    try:
+        for _ in range(20):
+            queue = create_queue(settings.database_url or "", registration(settings))
+            await queue.open_async()
+            task = asyncio.create_task(run_worker(queue, built))
+            await asyncio.sleep(0.0005 * random.randrange(20))
+            task.cancel()
+            # Not a timing: a lost stop never ends.
+            done, _ = await asyncio.wait({task}, timeout=30)
+            await queue.close_async()
+            assert done, "the worker did not stop"
+    finally:
+        await built.aclose()
