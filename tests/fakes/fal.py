@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.applications import Starlette
@@ -27,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.apple import ServedApp
+from tests.fakes.callbacks import post_webhook
 from tests.helpers.processes import free_port
 
 FAL_KEY = "fal-test-key"
@@ -261,12 +261,7 @@ class FakeFal:
         key = Ed25519PrivateKey.generate() if self.forge_webhooks else None
         headers = self.signed(body, request.request_id, key=key)
         assert request.webhook is not None
-        try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                answer = await client.post(request.webhook, content=body, headers=headers)
-            self.deliveries.append(answer.status_code)
-        except httpx.HTTPError:
-            self.deliveries.append(0)
+        self.deliveries.append(await post_webhook(request.webhook, body, headers))
 
     def app(self) -> Starlette:
         return Starlette(

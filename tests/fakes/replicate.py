@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from standardwebhooks.webhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.apple import ServedApp
+from tests.fakes.callbacks import post_webhook
 from tests.helpers.processes import free_port
 
 REPLICATE_TOKEN = "r8_test_token"
@@ -313,12 +313,7 @@ class FakeReplicate:
         prediction.delivered = True
         body = json.dumps(self.shape(prediction)).encode()
         headers = sign(body, FORGED_SECRET if self.forge_webhooks else WEBHOOK_SECRET)
-        try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                answer = await client.post(prediction.webhook, content=body, headers=headers)
-            self.deliveries.append(answer.status_code)
-        except httpx.HTTPError:
-            self.deliveries.append(0)
+        self.deliveries.append(await post_webhook(prediction.webhook, body, headers))
 
     def app(self) -> Starlette:
         return Starlette(

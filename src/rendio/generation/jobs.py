@@ -143,9 +143,11 @@ _BY_PROVIDER_ID = text(
     "SELECT job_id FROM video_jobs WHERE provider_job_id = :pid AND provider = :provider "
     "AND status IN ('pending', 'processing')"
 )
+# Only a step forward is written: an unchanged row costs a write, a trigger and a NOTIFY to
+# every API process on each poll.
 _PROGRESS = text(
-    "UPDATE video_jobs SET progress = GREATEST(progress, :progress), updated_at = now() "
-    "WHERE job_id = :id AND status = 'processing'"
+    "UPDATE video_jobs SET progress = :progress, updated_at = now() "
+    "WHERE job_id = :id AND status = 'processing' AND progress < :progress"
 )
 _COMPLETE = text(
     "UPDATE video_jobs SET status = 'completed', progress = 100, video_url = :video, "
