@@ -156,6 +156,33 @@ async def test_ending_a_job_twice_refunds_once(client: httpx.AsyncClient, db: As
     assert await balance(db) == 10
 
 
+async def test_progress_is_written_only_when_it_moves_forward(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    """A poll that finds the job where it was writes nothing: each write also fires the change
+    trigger, a NOTIFY every API process hears."""
+    headers = (await guest(client)).headers
+    job_id = uuid.UUID((await generate(client, headers)).json()["job_id"])
+    await db.execute(
+        text("UPDATE video_jobs SET status = 'processing' WHERE job_id = :j"), {"j": job_id}
+    )
+    await db.commit()
+
+    async def reported(progress: int) -> tuple[int, str]:
+        await jobs.report_progress(db, job_id, progress)
+        await db.commit()
+        row = await db.execute(
+            text("SELECT progress, xmin::text FROM video_jobs WHERE job_id = :j"), {"j": job_id}
+        )
+        return tuple(row.one())  # type: ignore[return-value]  # (int, str) by the query
+
+    first, version = await reported(40)
+    assert first == 40
+    assert await reported(40) == (40, version)  # xmin unchanged: no new row version
+    assert await reported(10) == (40, version)
+    assert (await reported(100))[0] == 99  # 100 only with the video
+
+
 async def test_the_sweeper_fails_overdue_jobs_and_requeues_stranded_ones(
     worker_client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
