@@ -2,11 +2,15 @@
 job's scratch folder, so a second process neither renders the job again nor loses track."""
 
 import asyncio
+import dataclasses
+import os
 import uuid
 from pathlib import Path
 
+import pytest
+
 from rendio.providers.base import GenerationRequest
-from rendio.providers.local import LocalProvider
+from rendio.providers.local import LocalProvider, RenderStopped
 
 
 def request(workdir: Path, **options: object) -> GenerationRequest:
@@ -54,3 +58,37 @@ async def test_a_render_lost_with_its_process_is_started_again(tmp_path: Path) -
     assert (await survivor.poll(str(job.job_id), job)).status == "running"
     assert str(job.job_id) in survivor._renders
     await wait_completed(survivor, job, str(job.job_id))
+
+
+async def test_renders_run_in_a_process_of_their_own_at_a_lower_priority(tmp_path: Path) -> None:
+    """A render is seconds of CPU: in the API's process (`rendio serve` runs the worker) it
+    held the GIL and the cores against requests."""
+    provider = LocalProvider()
+    job = request(tmp_path / "job", delay_seconds=2)
+    pid = (await provider.submit(job)).provider_job_id
+    for _ in range(200):
+        partials = list(job.workdir.glob("*.partial"))
+        if partials:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("no render started")
+    renderer = int(partials[0].name.split(".")[-2])  # video.mp4.<pid>.partial
+    assert renderer != os.getpid()
+    assert os.getpriority(os.PRIO_PROCESS, renderer) == os.getpriority(os.PRIO_PROCESS, 0) + 10
+    await wait_completed(provider, job, pid)
+    await provider.aclose()
+
+
+async def test_a_stopping_provider_abandons_its_render(tmp_path: Path) -> None:
+    """At shutdown a render stops at its next frame second instead of holding the process."""
+    provider = LocalProvider()
+    job = dataclasses.replace(request(tmp_path / "job", delay_seconds=60), duration=2)
+    pid = (await provider.submit(job)).provider_job_id
+    while (await provider.poll(pid, job)).progress == 0:
+        await asyncio.sleep(0.05)
+    render = provider._renders[pid]
+    await provider.aclose()
+    with pytest.raises(RenderStopped):
+        await asyncio.wait_for(render, 25)  # not a timing: a render not stopped runs 60 s
+    assert not (job.workdir / "video.mp4").exists()

@@ -1,10 +1,13 @@
 """The `local` provider: renders on this machine (PyAV), so the product works offline.
 
-It behaves like a remote provider: `submit` starts a render in a thread and returns at once,
-`poll` reports progress and, at the end, the file. Its state lives in the job's scratch folder,
-not in process memory, so any worker sharing the data dir can poll a job another submitted:
-* `render.lock` is held (an exclusive `flock`) by whichever process is rendering; the kernel
-  releases it when that process dies, however it dies;
+It behaves like a remote provider: `submit` starts a render and returns at once, `poll`
+reports progress and, at the end, the file. Renders run in a small pool of processes of their
+own, at a lower CPU priority (nice 10): a render is seconds of CPU, and in the API process
+(`rendio serve` runs the worker in-process) it competed with requests for the GIL and the cores.
+Its state lives in the job's scratch folder, not in process memory, so any worker sharing the
+data dir can poll a job another submitted:
+* `render.lock` is held (an exclusive `flock`) by whichever worker process follows the render;
+  the kernel releases it when that process dies, however it dies;
 * `progress` holds the percentage done; `video.mp4` appears, renamed into place, when done.
 A poll that finds no output and no render holding the lock starts the render itself (a render
 lost with its process); rendering is deterministic, so a repeat gives the same video.
@@ -24,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import multiprocessing
 import os
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import IO
 
@@ -36,6 +41,7 @@ from rendio.providers.base import GenerationRequest, PollResult, ProviderError, 
 from rendio.providers.local_render import RenderSpec, frame_size, render_video
 
 OUTPUT_NAME = "video.mp4"
+RENDER_NICENESS = 10
 
 
 class RenderStopped(Exception):
@@ -65,6 +71,32 @@ def _try_lock(workdir: Path) -> IO[bytes] | None:
     return handle
 
 
+# In a render process: set by the provider that owns the pool when it stops.
+_stopping: Event | None = None
+
+
+def _start_render_process(stopping: Event) -> None:
+    global _stopping
+    _stopping = stopping
+    os.nice(RENDER_NICENESS)
+
+
+def _render(spec: RenderSpec, workdir: Path, delay: float) -> None:
+    """Render a job into its folder (runs in a render process; the caller holds the lock)."""
+
+    def progress(percent: int) -> None:
+        (workdir / _PROGRESS_NAME).write_text(str(percent))
+        pause = delay / max(1, spec.duration_seconds)
+        if _stopping is None:
+            time.sleep(pause)
+        elif _stopping.wait(pause):  # a stop ends the pause at once
+            raise RenderStopped("the process is stopping")
+
+    partial = workdir / f"{OUTPUT_NAME}.{os.getpid()}.partial"
+    render_video(spec, partial, progress)
+    partial.replace(workdir / OUTPUT_NAME)
+
+
 class LocalProvider:
     name = "local"
     calls_back = False
@@ -72,10 +104,20 @@ class LocalProvider:
     def __init__(self, max_parallel: int = 2) -> None:
         self._renders: dict[str, asyncio.Future[None]] = {}
         self._submits: Counter[str] = Counter()
-        # Renders are CPU-bound: a pool of their own keeps them from starving the default
-        # executor (thumbnails, file copies) and bounds how many run at once.
-        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="render")
-        self._stopping = threading.Event()
+        self._max_parallel = max_parallel
+        # Spawned, not forked: the parent runs threads (an event loop, a database pool).
+        self._context = multiprocessing.get_context("spawn")
+        self._stopping = self._context.Event()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        """Render processes start on the first render, and stay for the next ones."""
+        return ProcessPoolExecutor(
+            max_workers=self._max_parallel,
+            mp_context=self._context,
+            initializer=_start_render_process,
+            initargs=(self._stopping,),
+        )
 
     async def submit(self, request: GenerationRequest) -> Submission:
         key = str(request.job_id)
@@ -108,22 +150,16 @@ class LocalProvider:
         width, height = frame_size(request.aspect_ratio, request.resolution)
         spec = RenderSpec(request.prompt, request.duration, width, height)
         delay = float(request.options.get("delay_seconds", 0))
-        workdir = request.workdir
-
-        def progress(percent: int) -> None:
-            if self._stopping.is_set():
-                raise RenderStopped("the process is stopping")
-            (workdir / _PROGRESS_NAME).write_text(str(percent))
-            if delay:
-                time.sleep(delay / max(1, request.duration))
-
-        def render() -> None:
-            with lock:  # released when the render ends, or with the process
-                partial = workdir / f"{OUTPUT_NAME}.{os.getpid()}.partial"
-                render_video(spec, partial, progress)
-                partial.replace(workdir / OUTPUT_NAME)
-
-        task = asyncio.get_running_loop().run_in_executor(self._pool, render)
+        loop = asyncio.get_running_loop()
+        try:
+            task = loop.run_in_executor(self._pool, _render, spec, request.workdir, delay)
+        except BrokenProcessPool:  # a render process was killed: start a new pool
+            self._pool = self._new_pool()
+            task = loop.run_in_executor(self._pool, _render, spec, request.workdir, delay)
+        # This process holds the lock while its render runs, and loses it if it dies: then
+        # another worker starts the render again (a render process left behind may finish
+        # it too; the output is the same, and each renames its own file into place).
+        task.add_done_callback(lambda _: lock.close())
         self._renders[key] = task
         return True
 
@@ -137,7 +173,8 @@ class LocalProvider:
         if task is not None and task.done():
             self._renders.pop(provider_job_id, None)
             error = task.exception()
-            if error is not None:
+            # A killed render process took the render with it: it is started again below.
+            if error is not None and not isinstance(error, BrokenProcessPool):
                 return PollResult("failed", error=f"render failed: {type(error).__name__}")
         output = request.workdir / OUTPUT_NAME
         if output.is_file():
@@ -156,8 +193,8 @@ class LocalProvider:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def cancel(self, provider_job_id: str, request: GenerationRequest) -> None:
-        # A thread cannot be interrupted; forgetting it lets its output be ignored (its scratch
-        # folder goes with the job, and a render that finds it gone just fails).
+        # A render already running is not interrupted; forgetting it lets its output be
+        # ignored (its scratch folder goes with the job, and a render that finds it gone fails).
         task = self._renders.pop(provider_job_id, None)
         if task is not None:
             task.add_done_callback(_retrieve)
