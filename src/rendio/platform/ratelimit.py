@@ -1,6 +1,6 @@
 """Rate limits (SPEC §5): per client IP or per user, per action, with the `limits` library —
-in process memory by default, in Redis when `RENDIO_REDIS_URL` is set, so that every replica
-shares one count.
+in process memory by default (`limits_memory.py`), in Redis when `RENDIO_REDIS_URL` is set, so
+that every replica shares one count.
 
 A decision carries what the IETF draft headers say (`RateLimit-Policy: "name";q=;w=` and
 `RateLimit: "name";r=;t=`); the middleware adds them to the response of a limited route. If
@@ -29,6 +29,7 @@ from limits.storage import storage_from_string
 from prometheus_client import Counter
 
 from rendio.platform.errors import RateLimited
+from rendio.platform.limits_memory import LocalLimitsStorage
 
 log = structlog.get_logger(__name__)
 HITS = Counter("rendio_rate_limited_total", "Requests refused by a rate limit", ["policy"])
@@ -62,18 +63,16 @@ class Decision:
         )
 
 
-def _storage_uri(redis_url: str | None) -> str:
-    if redis_url is None:
-        return "async+memory://"
-    return "async+" + redis_url  # redis:// or rediss://
-
-
 class RateLimiter:
     def __init__(self, policies: dict[str, str], redis_url: str | None) -> None:
         self.policies: dict[str, RateLimitItem] = {
             name: parse(rule) for name, rule in policies.items()
         }
-        storage = storage_from_string(_storage_uri(redis_url))
+        storage = (
+            LocalLimitsStorage()
+            if redis_url is None
+            else storage_from_string("async+" + redis_url)  # redis:// or rediss://
+        )
         self._strategy = MovingWindowRateLimiter(storage)
         # The per-IP ceiling counts every request of every client: a sliding window counter
         # keeps two numbers per address where a moving window keeps one timestamp per request

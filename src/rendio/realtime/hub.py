@@ -91,6 +91,8 @@ class ChangeHub:
                 await self._rereader
 
     def _dispatch(self, payload: str) -> None:
+        if not self._routes:  # nobody listens here: every write still sends a notice
+            return
         try:
             change = parse_notice(payload)
         except BadChange as error:
