@@ -91,16 +91,19 @@ async def run_worker(queue: procrastinate.App, services: Services) -> None:
 class Stoppable(Protocol):
     """What `run_until_stopped` needs of procrastinate's worker."""
 
+    worker_id: int | None  # set once the worker has registered (before it takes any job)
+
     async def run(self) -> None: ...
 
     def stop(self) -> None: ...
 
 
 def new_worker(queue: procrastinate.App, **options: Any) -> Stoppable:
-    """procrastinate's worker for `queue`, made here rather than by `App.run_worker_async` so
-    that `run_until_stopped` can ask it to stop. (That method also imports the app's
-    `import_paths`; tasks here are registered by `tasks.registration`, so there are none.)"""
-    return procrastinate.worker.Worker(app=queue, **options)
+    """procrastinate's worker for `queue` (with the app's worker defaults, as
+    `App.run_worker_async` makes it), made here so that `run_until_stopped` can ask it to stop.
+    (That method also imports the app's `import_paths`; tasks here are registered by
+    `tasks.registration`, so there are none.)"""
+    return procrastinate.worker.Worker(app=queue, **{**queue.worker_defaults, **options})
 
 
 async def run_until_stopped(worker: Stoppable) -> None:
@@ -110,7 +113,9 @@ async def run_until_stopped(worker: Stoppable) -> None:
     The stop is asked with `worker.stop()` until the worker has stopped, not by cancelling its
     task: psycopg_pool swallows a cancellation that arrives as it hands over a connection (seen
     when a stop came during the worker's first query), and the worker then waited forever. The
-    ask is repeated because the worker clears a stop asked before it started.
+    ask is repeated because the worker clears a stop asked before it started. A worker that
+    has not registered yet has no job to finish, and may be stuck in its first query (the
+    database away: 30 s of pool timeout), so it is also cancelled, again until it has stopped.
     """
     running = asyncio.create_task(worker.run(), name="procrastinate-worker")
     try:
@@ -118,6 +123,8 @@ async def run_until_stopped(worker: Stoppable) -> None:
     except asyncio.CancelledError:
         while not running.done():
             worker.stop()
+            if worker.worker_id is None:
+                running.cancel()
             await asyncio.wait({running}, timeout=_STOP_RETRY_SECONDS)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             running.result()  # stopping anyway; a failed shutdown is not a death to report

@@ -19,6 +19,8 @@ class FailingWorkers:
     """Stands in for procrastinate's workers (`rendio.worker.new_worker`): each run fails with
     the next of `errors`; after them, a run lasts until it is asked to stop."""
 
+    worker_id = 1
+
     def __init__(self, errors: list[BaseException]) -> None:
         self.errors = errors
         self.runs: list[dict[str, Any]] = []
@@ -113,6 +115,7 @@ async def test_a_stop_is_a_stop_even_when_procrastinates_shutdown_fails(
 
     class ShutdownFails:
         runs = 0
+        worker_id = 1
 
         async def run(self) -> None:
             self.runs += 1

@@ -4,6 +4,7 @@ job's scratch folder, so a second process neither renders the job again nor lose
 import asyncio
 import dataclasses
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -76,7 +77,15 @@ async def test_renders_run_in_a_process_of_their_own_at_a_lower_priority(tmp_pat
     renderer = int(partials[0].name.split(".")[-2])  # video.mp4.<pid>.partial
     assert renderer != os.getpid()
     assert os.getpriority(os.PRIO_PROCESS, renderer) == os.getpriority(os.PRIO_PROCESS, 0) + 10
-    await wait_completed(provider, job, pid)
+    os.kill(renderer, signal.SIGINT)  # Ctrl+C reaches the process group: the worker decides
+    for _ in range(300):
+        polled = await provider.poll(pid, job)
+        assert polled.status != "failed", polled.error
+        if polled.status == "completed":
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the render did not complete")
     await provider.aclose()
 
 
@@ -92,3 +101,25 @@ async def test_a_stopping_provider_abandons_its_render(tmp_path: Path) -> None:
     with pytest.raises(RenderStopped):
         await asyncio.wait_for(render, 25)  # not a timing: a render not stopped runs 60 s
     assert not (job.workdir / "video.mp4").exists()
+
+
+async def test_a_killed_render_process_is_started_again_then_given_up_on(tmp_path: Path) -> None:
+    """A render process that dies (out of memory, say) is started again, but a render that keeps
+    killing its process fails instead of restarting until the job's deadline."""
+    provider = LocalProvider(max_parallel=1)
+    job = dataclasses.replace(request(tmp_path / "job", delay_seconds=60), duration=2)
+    pid = (await provider.submit(job)).provider_job_id
+    killed: list[int] = []
+    for _ in range(600):
+        polled = await provider.poll(pid, job)
+        if polled.status != "running":
+            break
+        for partial in job.workdir.glob("*.partial"):
+            renderer = int(partial.name.split(".")[-2])
+            if renderer not in killed:
+                os.kill(renderer, signal.SIGKILL)
+                killed.append(renderer)
+        await asyncio.sleep(0.05)
+    assert len(killed) == 3  # started again after the first two deaths
+    assert (polled.status, polled.error) == ("failed", "the render process died, repeatedly")
+    await provider.aclose()

@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import IO
 
@@ -42,6 +43,10 @@ from rendio.providers.local_render import RenderSpec, frame_size, render_video
 
 OUTPUT_NAME = "video.mp4"
 RENDER_NICENESS = 10
+# A job whose render kills its process this many times (say, out of memory) fails instead of
+# being started again until its deadline.
+MAX_RENDER_CRASHES = 3
+_PAUSE_SLICE = 0.1
 
 
 class RenderStopped(Exception):
@@ -71,14 +76,22 @@ def _try_lock(workdir: Path) -> IO[bytes] | None:
     return handle
 
 
-# In a render process: set by the provider that owns the pool when it stops.
-_stopping: Event | None = None
+# In a render process: the owning provider's flag, 1 once it stops. A plain shared byte, not a
+# multiprocessing Event: an Event's `set()` waits for every process sleeping on it to wake,
+# and one killed while waiting never does.
+_stopping: ctypes.c_byte | None = None
 
 
-def _start_render_process(stopping: Event) -> None:
+def _start_render_process(stopping: ctypes.c_byte) -> None:
     global _stopping
     _stopping = stopping
     os.nice(RENDER_NICENESS)
+    # Ctrl+C in a terminal reaches the whole process group; the worker stops its renders.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stopped() -> bool:
+    return _stopping is not None and bool(_stopping.value)
 
 
 def _render(spec: RenderSpec, workdir: Path, delay: float) -> None:
@@ -86,11 +99,14 @@ def _render(spec: RenderSpec, workdir: Path, delay: float) -> None:
 
     def progress(percent: int) -> None:
         (workdir / _PROGRESS_NAME).write_text(str(percent))
-        pause = delay / max(1, spec.duration_seconds)
-        if _stopping is None:
-            time.sleep(pause)
-        elif _stopping.wait(pause):  # a stop ends the pause at once
-            raise RenderStopped("the process is stopping")
+        pause_until = time.monotonic() + delay / max(1, spec.duration_seconds)
+        while True:
+            if _stopped():
+                raise RenderStopped("the process is stopping")
+            left = pause_until - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _PAUSE_SLICE))
 
     partial = workdir / f"{OUTPUT_NAME}.{os.getpid()}.partial"
     render_video(spec, partial, progress)
@@ -104,10 +120,11 @@ class LocalProvider:
     def __init__(self, max_parallel: int = 2) -> None:
         self._renders: dict[str, asyncio.Future[None]] = {}
         self._submits: Counter[str] = Counter()
+        self._crashes: Counter[str] = Counter()
         self._max_parallel = max_parallel
         # Spawned, not forked: the parent runs threads (an event loop, a database pool).
         self._context = multiprocessing.get_context("spawn")
-        self._stopping = self._context.Event()
+        self._stopping = self._context.Value("b", 0, lock=False)
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -144,24 +161,31 @@ class LocalProvider:
         lock = _try_lock(request.workdir)
         if lock is None:
             return False
-        if (request.workdir / OUTPUT_NAME).is_file():  # finished while we looked
-            lock.close()
-            return False
-        width, height = frame_size(request.aspect_ratio, request.resolution)
-        spec = RenderSpec(request.prompt, request.duration, width, height)
-        delay = float(request.options.get("delay_seconds", 0))
-        loop = asyncio.get_running_loop()
         try:
-            task = loop.run_in_executor(self._pool, _render, spec, request.workdir, delay)
-        except BrokenProcessPool:  # a render process was killed: start a new pool
-            self._pool = self._new_pool()
-            task = loop.run_in_executor(self._pool, _render, spec, request.workdir, delay)
+            if (request.workdir / OUTPUT_NAME).is_file():  # finished while we looked
+                lock.close()
+                return False
+            task = self._submit_render(request)
+        except BaseException:
+            lock.close()
+            raise
         # This process holds the lock while its render runs, and loses it if it dies: then
         # another worker starts the render again (a render process left behind may finish
         # it too; the output is the same, and each renames its own file into place).
         task.add_done_callback(lambda _: lock.close())
         self._renders[key] = task
         return True
+
+    def _submit_render(self, request: GenerationRequest) -> asyncio.Future[None]:
+        width, height = frame_size(request.aspect_ratio, request.resolution)
+        spec = RenderSpec(request.prompt, request.duration, width, height)
+        delay = float(request.options.get("delay_seconds", 0))
+        loop = asyncio.get_running_loop()
+        try:
+            return loop.run_in_executor(self._pool, _render, spec, request.workdir, delay)
+        except BrokenProcessPool:  # a render process was killed: start a new pool
+            self._pool = self._new_pool()
+            return loop.run_in_executor(self._pool, _render, spec, request.workdir, delay)
 
     async def poll(self, provider_job_id: str, request: GenerationRequest) -> PollResult:
         simulate = request.options.get("simulate")
@@ -173,11 +197,18 @@ class LocalProvider:
         if task is not None and task.done():
             self._renders.pop(provider_job_id, None)
             error = task.exception()
-            # A killed render process took the render with it: it is started again below.
-            if error is not None and not isinstance(error, BrokenProcessPool):
+            if isinstance(error, BrokenProcessPool):
+                # A killed render process took the render (and the pool's others) with it: it
+                # is started again below, unless it is what keeps killing its process.
+                self._crashes[provider_job_id] += 1
+                if self._crashes[provider_job_id] >= MAX_RENDER_CRASHES:
+                    del self._crashes[provider_job_id]
+                    return PollResult("failed", error="the render process died, repeatedly")
+            elif error is not None and not isinstance(error, RenderStopped):
                 return PollResult("failed", error=f"render failed: {type(error).__name__}")
         output = request.workdir / OUTPUT_NAME
         if output.is_file():
+            self._crashes.pop(provider_job_id, None)
             return PollResult("completed", progress=100, video=output)
         if task is None or task.done():
             # Nobody here renders it: another process does (it holds the lock), or the
@@ -189,7 +220,7 @@ class LocalProvider:
         """At shutdown: queued renders are dropped and running ones stop at their next frame
         second (a later poll, here or in another worker, starts them again), so a stopping
         process does not wait for videos nobody will collect."""
-        self._stopping.set()
+        self._stopping.value = 1
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def cancel(self, provider_job_id: str, request: GenerationRequest) -> None:
