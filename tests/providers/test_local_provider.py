@@ -5,6 +5,9 @@ import asyncio
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -123,3 +126,42 @@ async def test_a_killed_render_process_is_started_again_then_given_up_on(tmp_pat
     assert len(killed) == 3  # started again after the first two deaths
     assert (polled.status, polled.error) == ("failed", "the render process died, repeatedly")
     await provider.aclose()
+
+
+def test_render_processes_end_with_a_killed_worker(tmp_path: Path) -> None:
+    """A worker killed with -9 leaves no render process behind (they waited for work for ever,
+    ~80 MB each); its render is started again by the next worker to poll the job."""
+    script = f"""
+import asyncio, dataclasses, os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from tests.providers.test_local_provider import request
+from rendio.providers.local import LocalProvider
+
+async def main():
+    provider = LocalProvider()
+    job = request(Path({str(tmp_path / "job")!r}), delay_seconds=60)
+    job = dataclasses.replace(job, duration=2)
+    await provider.submit(job)
+    while not list(job.workdir.glob("*.partial")):
+        await asyncio.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+    killed = subprocess.run([sys.executable, "-c", script], timeout=60, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    [partial] = (tmp_path / "job").glob("*.partial")
+    renderer = int(partial.name.split(".")[-2])
+
+    def gone() -> bool:
+        try:
+            os.kill(renderer, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    deadline = time.monotonic() + 30  # a bound, not a timing: it used to live for ever
+    while not gone():
+        assert time.monotonic() < deadline, "the render process outlived its worker"
+        time.sleep(0.1)

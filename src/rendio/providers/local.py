@@ -31,6 +31,7 @@ import fcntl
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -47,6 +48,7 @@ RENDER_NICENESS = 10
 # being started again until its deadline.
 MAX_RENDER_CRASHES = 3
 _PAUSE_SLICE = 0.1
+_PARENT_CHECK_SECONDS = 1.0
 
 
 class RenderStopped(Exception):
@@ -88,6 +90,18 @@ def _start_render_process(stopping: ctypes.c_byte) -> None:
     os.nice(RENDER_NICENESS)
     # Ctrl+C in a terminal reaches the whole process group; the worker stops its renders.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A render process outlives a killed worker otherwise: it waits for work on a queue whose
+    other end it holds itself, for ever (~80 MB each). Its render is started again by whichever
+    worker polls the job next, the lock having gone with the dead one."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _stopped() -> bool:
@@ -170,8 +184,7 @@ class LocalProvider:
             lock.close()
             raise
         # This process holds the lock while its render runs, and loses it if it dies: then
-        # another worker starts the render again (a render process left behind may finish
-        # it too; the output is the same, and each renames its own file into place).
+        # another worker starts the render again (its render processes exit with it).
         task.add_done_callback(lambda _: lock.close())
         self._renders[key] = task
         return True
