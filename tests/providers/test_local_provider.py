@@ -7,14 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from rendio.providers.base import GenerationRequest
+from rendio.providers.base import GenerationRequest, PollResult
 from rendio.providers.local import LocalProvider, RenderStopped
+from tests.helpers.waiting import eventually
 
 
 def request(workdir: Path, **options: object) -> GenerationRequest:
@@ -70,25 +70,19 @@ async def test_renders_run_in_a_process_of_their_own_at_a_lower_priority(tmp_pat
     provider = LocalProvider()
     job = request(tmp_path / "job", delay_seconds=2)
     pid = (await provider.submit(job)).provider_job_id
-    for _ in range(200):
-        partials = list(job.workdir.glob("*.partial"))
-        if partials:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("no render started")
+    partials = await eventually(lambda: list(job.workdir.glob("*.partial")))
+    assert partials, "no render started"
     renderer = int(partials[0].name.split(".")[-2])  # video.mp4.<pid>.partial
     assert renderer != os.getpid()
     assert os.getpriority(os.PRIO_PROCESS, renderer) == os.getpriority(os.PRIO_PROCESS, 0) + 10
     os.kill(renderer, signal.SIGINT)  # Ctrl+C reaches the process group: the worker decides
-    for _ in range(300):
+
+    async def completed() -> bool:
         polled = await provider.poll(pid, job)
         assert polled.status != "failed", polled.error
-        if polled.status == "completed":
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the render did not complete")
+        return polled.status == "completed"
+
+    assert await eventually(completed, timeout=15), "the render did not complete"
     await provider.aclose()
 
 
@@ -97,8 +91,11 @@ async def test_a_stopping_provider_abandons_its_render(tmp_path: Path) -> None:
     provider = LocalProvider()
     job = dataclasses.replace(request(tmp_path / "job", delay_seconds=60), duration=2)
     pid = (await provider.submit(job)).provider_job_id
-    while (await provider.poll(pid, job)).progress == 0:
-        await asyncio.sleep(0.05)
+
+    async def progress() -> int | None:
+        return (await provider.poll(pid, job)).progress
+
+    assert await eventually(progress), "the render did not start"
     render = provider._renders[pid]
     await provider.aclose()
     with pytest.raises(RenderStopped):
@@ -113,22 +110,24 @@ async def test_a_killed_render_process_is_started_again_then_given_up_on(tmp_pat
     job = dataclasses.replace(request(tmp_path / "job", delay_seconds=60), duration=2)
     pid = (await provider.submit(job)).provider_job_id
     killed: list[int] = []
-    for _ in range(600):
+
+    async def ended() -> PollResult | None:
         polled = await provider.poll(pid, job)
-        if polled.status != "running":
-            break
         for partial in job.workdir.glob("*.partial"):
             renderer = int(partial.name.split(".")[-2])
             if renderer not in killed:
                 os.kill(renderer, signal.SIGKILL)
                 killed.append(renderer)
-        await asyncio.sleep(0.05)
+        return polled if polled.status != "running" else None
+
+    polled = await eventually(ended, timeout=30)
+    assert polled is not None, "the job never ended"
     assert len(killed) == 3  # started again after the first two deaths
     assert (polled.status, polled.error) == ("failed", "the render process died, repeatedly")
     await provider.aclose()
 
 
-def test_render_processes_end_with_a_killed_worker(tmp_path: Path) -> None:
+async def test_render_processes_end_with_a_killed_worker(tmp_path: Path) -> None:
     """A worker killed with -9 leaves no render process behind (they waited for work for ever,
     ~80 MB each); its render is started again by the next worker to poll the job."""
     script = f"""
@@ -161,7 +160,5 @@ asyncio.run(main())
             return True
         return False
 
-    deadline = time.monotonic() + 30  # a bound, not a timing: it used to live for ever
-    while not gone():
-        assert time.monotonic() < deadline, "the render process outlived its worker"
-        time.sleep(0.1)
+    # A bound, not a timing: it used to live for ever.
+    assert await eventually(gone, timeout=30), "the render process outlived its worker"
