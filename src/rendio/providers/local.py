@@ -84,14 +84,16 @@ def _try_lock(workdir: Path) -> IO[bytes] | None:
 _stopping: ctypes.c_byte | None = None
 
 
-def _start_render_process(stopping: ctypes.c_byte) -> None:
+def _start_render_process(stopping: ctypes.c_byte, parent: int) -> None:
+    """`parent` is the worker's pid as the worker saw it: one killed while this process was
+    starting is already gone, and `os.getppid()` would name the process that adopted it."""
     global _stopping
     _stopping = stopping
     os.nice(RENDER_NICENESS)
     # Ctrl+C in a terminal reaches the whole process group; the worker stops its renders.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(
-        target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+        target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True
     ).start()
 
 
@@ -147,7 +149,7 @@ class LocalProvider:
             max_workers=self._max_parallel,
             mp_context=self._context,
             initializer=_start_render_process,
-            initargs=(self._stopping,),
+            initargs=(self._stopping, os.getpid()),
         )
 
     async def submit(self, request: GenerationRequest) -> Submission:
