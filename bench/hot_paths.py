@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from generate_video import BODY, MODEL_ID, top_up  # noqa: E402
 from generate_video import PGBENCH_SCRIPT as NINE_STATEMENTS_SQL  # noqa: E402
 from tests.helpers.database import create_database, drop_database  # noqa: E402
-from tests.helpers.processes import free_port  # noqa: E402
+from tests.helpers.processes import free_port, stop_process  # noqa: E402
 
 from rendio.config import Settings, load_settings  # noqa: E402
 from rendio.platform.db import libpq_url  # noqa: E402
@@ -347,7 +347,7 @@ def running(
         wait_ready(process, ready_url, log)
         yield process
     finally:
-        stop(process)
+        stop_process(process)
 
 
 def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
@@ -360,16 +360,6 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
                 return
         time.sleep(0.1)
     raise SystemExit(f"{url} did not answer within 90 s:\n{tail(log)}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def tail(log: Path, lines: int = 30) -> str:

@@ -10,7 +10,6 @@ CI runs this file on the embedded PostgreSQL and again on the machine's system P
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,7 +23,14 @@ from sqlalchemy import text
 from rendio.platform.db import sync_engine
 from tests.helpers.factories import LOCAL_ID
 from tests.helpers.live import start_job, wait_until
-from tests.helpers.processes import LiveServer, fast_env, run_cli, start_server, start_worker
+from tests.helpers.processes import (
+    LiveServer,
+    fast_env,
+    run_cli,
+    start_server,
+    start_worker,
+    stop_process,
+)
 from tests.helpers.redis import LOCAL_REDIS, redis_reachable
 from tests.helpers.s3 import FakeS3
 
@@ -58,16 +64,7 @@ def workers(stack: ExitStack, env: dict[str, str], tmp_path: Path) -> None:
     for name in ("1", "2"):
         host = own_host(env, tmp_path, f"worker-{name}")
         process = start_worker(host, tmp_path / f"worker-{name}.log")
-        stack.callback(_stop, process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        stack.callback(stop_process, process)
 
 
 def workers_that_ran_jobs(database_url: str) -> int:
