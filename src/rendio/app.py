@@ -17,8 +17,10 @@ from rendio.accounts.endpoints import router as accounts_router
 from rendio.admin.endpoints import router as admin_router
 from rendio.catalog.endpoints import router as catalog_router
 from rendio.config import Settings
+from rendio.credits.endpoints import polled as polled_credits
 from rendio.credits.endpoints import router as credits_router
 from rendio.credits.endpoints import webhooks as credits_webhooks
+from rendio.generation.endpoints import polled as polled_generation
 from rendio.generation.endpoints import router as generation_router
 from rendio.history.endpoints import router as history_router
 from rendio.identity import gotrue
@@ -152,6 +154,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker: bool = Fals
     # Routers are tried in this order for every request, so the calls apps make most come
     # first (paths never overlap, so the order changes nothing else; bench/README.md).
     functions_gate = [Depends(require_apikey)]
+    app.include_router(polled_generation)  # these call the apikey gate themselves
+    app.include_router(polled_credits)
     app.include_router(generation_router, dependencies=functions_gate)
     app.include_router(catalog_router)  # get-models calls the apikey gate itself
     app.include_router(credits_router, dependencies=functions_gate)

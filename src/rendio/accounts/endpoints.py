@@ -19,7 +19,7 @@ async def delete_account(
     services: CoreDeps, caller: CurrentUser, session: Session
 ) -> AccountDeleted:
     """Remove the account, its personal data and its videos; the ledger keeps anonymous rows."""
-    user_id = caller.user.id
+    user_id = caller.user_id
     media = await service.delete_account(session, user_id)
     await session.commit()  # the files go only once the account is gone for good
     await services.storage.delete(media)

@@ -43,7 +43,7 @@ _ACTION = errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND)
 async def require_admin(request: Request, caller: CurrentUser) -> service.Actor:
     if not caller.user.is_admin:
         raise Forbidden({"reason": "admin only"})
-    return service.Actor.admin(caller.user.id, request.scope.get("state", {}).get("request_id"))
+    return service.Actor.admin(caller.user_id, request.scope.get("state", {}).get("request_id"))
 
 
 Admin = Annotated[service.Actor, Depends(require_admin)]

@@ -162,11 +162,11 @@ _FAIL = text(
     "WHERE job_id = :job_id AND status IN ('pending', 'processing') "
     "RETURNING user_id, credits_used, provider, EXTRACT(EPOCH FROM now() - created_at) AS seconds"
 )
-# A lean read (platform/reads.py): psycopg placeholders.
+# A lean read (platform/reads.py): asyncpg placeholders.
 _STATUS = (
     "SELECT job_id, status, progress, video_url, thumbnail_url, credits_used, error_code, "
     "created_at, completed_at, media_expired_at FROM video_jobs "
-    "WHERE job_id = %s AND user_id = %s AND deleted_at IS NULL"
+    "WHERE job_id = $1 AND user_id = $2 AND deleted_at IS NULL"
 )
 # A page of a user's history, newest first, after a (created_at, job_id) keyset position. The
 # two partial indexes (active, deleted) serve it whatever the table's size: the planner walks

@@ -53,7 +53,7 @@ async def _page(
 ) -> HistoryPage:
     return await service.page(
         session,
-        caller.user.id,
+        caller.user_id,
         query,
         secret=services.secret,
         links=MediaLinks(request, services),
@@ -64,7 +64,7 @@ async def _page(
 @router.post("/delete-video-job", response_model=JobVisibility, responses=_JOB_ERRORS)
 async def delete_video_job(caller: CurrentUser, session: Session, body: JobRef) -> JobVisibility:
     """Hide a job from the history (restorable); deleting twice is harmless."""
-    await service.set_deleted(session, caller.user.id, body.job_id, deleted=True)
+    await service.set_deleted(session, caller.user_id, body.job_id, deleted=True)
     return JobVisibility(job_id=body.job_id, deleted=True)
 
 
@@ -79,12 +79,12 @@ async def delete_video_job_by_method(
     chosen = job_id or (body.job_id if body else None)
     if chosen is None:
         raise ValidationFailed({"fields": [{"field": "job_id", "problem": "Field required"}]})
-    await service.set_deleted(session, caller.user.id, chosen, deleted=True)
+    await service.set_deleted(session, caller.user_id, chosen, deleted=True)
     return JobVisibility(job_id=chosen, deleted=True)
 
 
 @router.post("/restore-video-job", response_model=JobVisibility, responses=_JOB_ERRORS)
 async def restore_video_job(caller: CurrentUser, session: Session, body: JobRef) -> JobVisibility:
     """Bring a soft-deleted job back; restoring a job that is not deleted is harmless."""
-    await service.set_deleted(session, caller.user.id, body.job_id, deleted=False)
+    await service.set_deleted(session, caller.user_id, body.job_id, deleted=False)
     return JobVisibility(job_id=body.job_id, deleted=False)

@@ -215,7 +215,7 @@ async def logout(
     if scope == "local":
         await revoke_sessions(session, session_ids=[caller.session_id])
     elif scope == "others":
-        await revoke_sessions(session, user_id=caller.user.id, keep=caller.session_id)
+        await revoke_sessions(session, user_id=caller.user_id, keep=caller.session_id)
     else:
-        await revoke_sessions(session, user_id=caller.user.id)
+        await revoke_sessions(session, user_id=caller.user_id)
     return Response(status_code=204)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from functools import cached_property
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -56,10 +58,23 @@ APIKEY_ERRORS = (ErrorCode.API_KEY_INVALID,)
 class Caller:
     """The verified user behind a request, and the session their token belongs to."""
 
-    user: User
     session_id: uuid.UUID
     # When the token runs out (a realtime channel ends then).
     expires_at: int
+    # The user's row as the session check read it (column name → value).
+    row: Mapping[str, Any]
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return cast(uuid.UUID, self.row["id"])
+
+    @cached_property
+    def user(self) -> User:
+        """The row as an ORM `User`, detached (`add` it to a session to change it). Built on
+        first use: building it costs more than the endpoints apps poll spend on anything else."""
+        user = User(**{attribute: self.row[column] for attribute, column in _USER_FIELDS})
+        make_transient_to_detached(user)  # as if loaded by a query: nothing pending or expired
+        return user
 
 
 def keys(request: Request) -> Keys:
@@ -99,16 +114,20 @@ class TokenProblem(Exception):
 # (attribute, column) of every mapped column of User: the row is read by column name and the
 # instance built by attribute name.
 _USER_FIELDS = tuple((attr.key, attr.columns[0].name) for attr in User.__mapper__.column_attrs)
-_SESSION_CHECK = sql.SQL(
-    "SELECT {columns}, s.revoked_at AS session_revoked_at"
-    " FROM auth_sessions s JOIN users u ON u.id = s.user_id"
-    " WHERE s.id = %s AND s.user_id = %s"
-).format(columns=sql.SQL(", ").join(sql.Identifier("u", column) for _, column in _USER_FIELDS))
+# A lean read (platform/reads.py, asyncpg placeholders), composed once into text.
+_SESSION_CHECK = (
+    sql.SQL(
+        "SELECT {columns}, s.revoked_at AS session_revoked_at"
+        " FROM auth_sessions s JOIN users u ON u.id = s.user_id"
+        " WHERE s.id = $1 AND s.user_id = $2"
+    )
+    .format(columns=sql.SQL(", ").join(sql.Identifier("u", column) for _, column in _USER_FIELDS))
+    .as_string()
+)
 
 
 async def resolve_token(reads: Reads, secret: str, token: str) -> Caller:
-    """The caller a token stands for, or TokenProblem. The `User` is detached: `add` it to a
-    session to change it."""
+    """The caller a token stands for, or TokenProblem."""
     try:
         claims = verify_access_token(secret, token)
     except ExpiredToken:
@@ -123,17 +142,18 @@ async def resolve_token(reads: Reads, secret: str, token: str) -> Caller:
         raise TokenProblem("account banned", "banned")
     if row["session_revoked_at"] is not None:
         raise TokenProblem("session revoked", "revoked")
-    user = User(**{attribute: row[column] for attribute, column in _USER_FIELDS})
-    make_transient_to_detached(user)  # as if loaded by a query: nothing pending, nothing expired
-    return Caller(user=user, session_id=claims.session_id, expires_at=claims.expires_at)
+    return Caller(session_id=claims.session_id, expires_at=claims.expires_at, row=row)
 
 
 def _remember_user(request: Request, user_id: uuid.UUID) -> None:
     request.scope.setdefault("state", {})["user_id"] = str(user_id)
 
 
-async def authenticate(request: Request, session: Session, _: BearerHeader) -> Caller:
-    """401 ERR_4005 for a missing, malformed, forged, expired or revoked token; 403 if banned."""
+async def identify(request: Request) -> Caller:
+    """401 ERR_4005 for a missing, malformed, forged, expired or revoked token; 403 if banned.
+
+    Called directly by the endpoints apps poll (they ask FastAPI for nothing but the request,
+    and open no database session); every other endpoint has it through `CurrentUser`."""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized({"reason": "missing bearer token"})
@@ -143,8 +163,15 @@ async def authenticate(request: Request, session: Session, _: BearerHeader) -> C
         if problem.banned:
             raise Forbidden({"reason": problem.reason}) from None
         raise Unauthorized({"reason": problem.reason}) from None
-    session.add(caller.user)  # attached without a query, for endpoints that change the user
-    _remember_user(request, caller.user.id)
+    _remember_user(request, caller.user_id)
+    return caller
+
+
+async def authenticate(request: Request, session: Session, _: BearerHeader) -> Caller:
+    """`identify`, with the user attached to the request's session (without a query) for the
+    endpoints that change it."""
+    caller = await identify(request)
+    session.add(caller.user)
     return caller
 
 
@@ -164,7 +191,7 @@ async def authenticate_auth_api(request: Request, session: Session, _: BearerHea
         code = "session_not_found" if problem.kind == "revoked" else "bad_jwt"
         raise AuthApiError(403, code, f"invalid JWT: {problem.reason}") from None
     session.add(caller.user)
-    _remember_user(request, caller.user.id)
+    _remember_user(request, caller.user_id)
     return caller
 
 
@@ -198,8 +225,10 @@ async def require_apikey(request: Request, _: ApiKeyHeader) -> None:
     check_apikey(request)
 
 
-# What a route that calls `check_apikey` itself declares, as the dependency would have.
+# What a route that calls `check_apikey` (and `identify`) itself declares, as the dependencies
+# would have.
 APIKEY_SECURITY: list[dict[str, list[str]]] = [{APIKEY.scheme_name: []}]
+CALLER_SECURITY: list[dict[str, list[str]]] = [{APIKEY.scheme_name: [], BEARER.scheme_name: []}]
 
 
 async def require_auth_apikey(request: Request, _: ApiKeyHeader) -> None:

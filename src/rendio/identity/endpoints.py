@@ -81,7 +81,7 @@ async def update_profile(
 ) -> ProfileOut:
     """Change `language` and/or `theme_preference`; POST is accepted for `functions.invoke`."""
     patch = body or ProfilePatch()
-    if patch.user_id is not None and patch.user_id != caller.user.id:
+    if patch.user_id is not None and patch.user_id != caller.user_id:
         raise Forbidden({"reason": "user_id is not the caller"})
     user = await service.update_profile(
         session, caller.user, language=patch.language, theme_preference=patch.theme_preference

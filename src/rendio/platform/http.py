@@ -24,6 +24,7 @@ from starlette.types import Scope
 
 from rendio.platform import i18n
 from rendio.platform.errors import HTTP_STATUS, AppError, ErrorCode
+from rendio.platform.reads import ReadFailed
 from rendio.platform.validation import field_problems
 
 log = structlog.get_logger("rendio.http")
@@ -152,5 +153,6 @@ def install_error_handlers(app: FastAPI, renderers: Renderers) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(SQLAlchemyError, on_database)
-    app.add_exception_handler(psycopg.Error, on_database)  # the lean reads (platform/reads.py)
+    app.add_exception_handler(psycopg.Error, on_database)  # psycopg used directly
+    app.add_exception_handler(ReadFailed, on_database)  # the lean reads (platform/reads.py)
     app.add_exception_handler(UnicodeError, on_bad_text)

@@ -34,12 +34,12 @@ class TokenOut(BaseModel):
 @router.post("/register-push-token", response_model=TokenOut, responses=_ERRORS)
 async def register_push_token(caller: CurrentUser, session: Session, body: TokenIn) -> TokenOut:
     """This device hears when the caller's videos end (a token moves to the latest account)."""
-    await service.register(session, caller.user.id, body.token.lower(), body.environment)
+    await service.register(session, caller.user_id, body.token.lower(), body.environment)
     return TokenOut(token=body.token.lower(), registered=True)
 
 
 @router.post("/unregister-push-token", response_model=TokenOut, responses=_ERRORS)
 async def unregister_push_token(caller: CurrentUser, session: Session, body: TokenIn) -> TokenOut:
     """Stop pushes to this device; unregistering an unknown token is harmless."""
-    await service.unregister(session, caller.user.id, body.token.lower())
+    await service.unregister(session, caller.user_id, body.token.lower())
     return TokenOut(token=body.token.lower(), registered=False)

@@ -65,7 +65,7 @@ async def realtime_socket(websocket: WebSocket) -> None:
         except TokenProblem as problem:
             reason = _REFUSALS.get(problem.kind, problem.reason)
             raise TokenRefused(reason) from None
-        return str(caller.user.id), caller.expires_at
+        return str(caller.user_id), caller.expires_at
 
     def present(exposed: Exposed, record: dict[str, Any]) -> dict[str, Any]:
         shown = {name: record.get(name) for name in exposed.columns}

@@ -133,7 +133,7 @@ async def _caller(request: Request, reads: Reads, secret: str) -> uuid.UUID | No
         caller = await resolve_token(reads, secret, token)
     except TokenProblem as problem:
         raise _token_problem(problem) from None
-    return caller.user.id
+    return caller.user_id
 
 
 async def _run(
