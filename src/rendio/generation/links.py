@@ -4,6 +4,8 @@ its lifetime."""
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from starlette.requests import HTTPConnection
 
 from rendio.generation.services import GenerationServices
@@ -13,12 +15,19 @@ _HTTP_SCHEME = {"ws": "http", "wss": "https"}
 
 class MediaLinks:
     def __init__(self, connection: HTTPConnection, services: GenerationServices) -> None:
-        base = connection.base_url
-        # A websocket's own URL is ws(s)://; its media are fetched over http(s).
-        base = base.replace(scheme=_HTTP_SCHEME.get(base.scheme, base.scheme))
-        self._base = services.settings.public_url or str(base)
+        self._connection = connection
+        self._public_url = services.settings.public_url
         self._storage = services.storage
         self._lifetime = services.settings.media_url_lifetime
+
+    @cached_property
+    def _base(self) -> str:
+        """Worked out on the first link only: most answers (a job still running) have none."""
+        if self._public_url:
+            return self._public_url
+        base = self._connection.base_url
+        # A websocket's own URL is ws(s)://; its media are fetched over http(s).
+        return str(base.replace(scheme=_HTTP_SCHEME.get(base.scheme, base.scheme)))
 
     def __call__(self, key: str | None) -> str | None:
         return self._storage.link(key, self._base, self._lifetime) if key else None
