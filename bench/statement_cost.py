@@ -7,7 +7,8 @@ On a fresh database with one guest and its session, the same statement (the sess
 joined to the user row) is run `--rounds` times each way, one at a time, and the process's own
 CPU per statement is reported (`time.process_time`: PostgreSQL's work is in another process):
 
-* `lean read`: `platform/reads.py` — psycopg's pool, autocommit, one round trip;
+* `lean read`: `platform/reads.py` — asyncpg's pool, one round trip;
+* `psycopg autocommit`: the same through psycopg's pool (what `platform/reads.py` used before);
 * `psycopg transaction`: the same connection kind with BEGIN … COMMIT around it;
 * `sqlalchemy text`: an `AsyncSession` (the request's session), `text()`, commit;
 * `sqlalchemy orm`: the `select(User, AuthSession.revoked_at)` the check used before.
@@ -28,6 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import psycopg  # noqa: E402
+from psycopg.rows import DictRow, dict_row  # noqa: E402
+from psycopg_pool import AsyncConnectionPool  # noqa: E402
 from sqlalchemy import select, text  # noqa: E402
 from tests.helpers.database import create_database, drop_database  # noqa: E402
 
@@ -48,6 +52,16 @@ async def measure(database_url: str, rounds: int) -> None:
     sessions = session_factory(engine)
     reads = Reads(libpq_url(database_url), size=2)
     await reads.open()
+    psycopg_pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
+        libpq_url(database_url),
+        min_size=2,
+        max_size=2,
+        open=False,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        connection_class=psycopg.AsyncConnection[DictRow],
+    )
+    await psycopg_pool.open()
+    psycopg_check = _SESSION_CHECK.replace("$1", "%s").replace("$2", "%s")
     user_id, session_id = uuid.uuid4(), uuid.uuid4()
     async with sessions() as session:
         await session.execute(text("INSERT INTO users (id) VALUES (:id)"), {"id": user_id})
@@ -60,9 +74,13 @@ async def measure(database_url: str, rounds: int) -> None:
     async def lean_read() -> None:
         await reads.one(_SESSION_CHECK, (session_id, user_id))
 
+    async def psycopg_autocommit() -> None:
+        async with psycopg_pool.connection() as connection:
+            await (await connection.execute(psycopg_check, (session_id, user_id))).fetchone()
+
     async def psycopg_transaction() -> None:
-        async with reads._pool.connection() as connection, connection.transaction():
-            await (await connection.execute(_SESSION_CHECK, (session_id, user_id))).fetchone()
+        async with psycopg_pool.connection() as connection, connection.transaction():
+            await (await connection.execute(psycopg_check, (session_id, user_id))).fetchone()
 
     async def sqlalchemy_text() -> None:
         async with sessions() as session:
@@ -81,6 +99,7 @@ async def measure(database_url: str, rounds: int) -> None:
 
     ways: list[tuple[str, Callable[[], Awaitable[None]]]] = [
         ("lean read", lean_read),
+        ("psycopg autocommit", psycopg_autocommit),
         ("psycopg transaction", psycopg_transaction),
         ("sqlalchemy text", sqlalchemy_text),
         ("sqlalchemy orm", sqlalchemy_orm),
@@ -99,6 +118,7 @@ async def measure(database_url: str, rounds: int) -> None:
     for name, (first, second) in results.items():
         print(f"| {name} | {first:.0f} | {second:.0f} |")
     await reads.aclose()
+    await psycopg_pool.close()
     await engine.dispose()
 
 
