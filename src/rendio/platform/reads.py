@@ -1,13 +1,14 @@
 """Lean single-statement reads for the calls every request makes (the session check, a job's
-status): asyncpg on a small pool of its own.
+status): asyncpg connections, kept by `Reads` below.
 
-Measured on the bench machine (bench/statement_cost.py): one such read costs ~0.05 ms of the
-API's CPU and one round trip. The same read through psycopg costs ~0.1 ms (each wait adds and
-removes the socket from the event loop: two more system calls per statement), through an
-SQLAlchemy session ~0.7 ms (~0.9 ms loading an ORM entity) and three round trips (BEGIN, the
-statement, COMMIT). A read here sees every transaction committed before it, so it is as
-current as a read inside the request's transaction would have been; what must be consistent
-with a write (a debit and its ledger row) still goes through the request's session.
+Measured on the bench machine (bench/statement_cost.py, one read at a time): one such read
+costs ~0.12 ms of the API's CPU and one round trip. The same read through psycopg's pool costs
+~0.16 ms (each wait adds and removes the socket from the event loop: two more system calls per
+statement), through an SQLAlchemy session ~0.6 ms (~0.8 ms loading an ORM entity) and three
+round trips (BEGIN, the statement, COMMIT). A read here sees every transaction committed
+before it, so it is as current as a read inside the request's transaction would have been;
+what must be consistent with a write (a debit and its ledger row) still goes through the
+request's session.
 
 Statements are prepared once per connection (asyncpg's statement cache); behind PgBouncer in
 transaction mode that needs `max_prepared_statements` (PgBouncer ≥ 1.21, docs/scaling.md).
@@ -15,6 +16,7 @@ transaction mode that needs `max_prepared_statements` (PgBouncer ≥ 1.21, docs/
 
 from __future__ import annotations
 
+import asyncio
 import json
 import select
 from typing import Any
@@ -23,10 +25,8 @@ import asyncpg
 import psycopg
 from psycopg.pq import ConnStatus
 
-# A read waits this long for its answer and a new connection this long to connect (the
-# database is away: fail fast rather than hold the request). Waiting for a free connection is
-# bounded by these too (each holder lets go within them), so it carries no timer of its own:
-# asyncpg's `acquire(timeout=…)` costs ~20 µs a request.
+# A read waits this long for a free connection and for its answer, and a new connection this
+# long to connect (the database is away: fail fast rather than hold the request).
 WAIT_SECONDS = 5
 CONNECT_SECONDS = 5
 
@@ -50,19 +50,18 @@ def closed_by_server(pgconn: psycopg.pq.abc.PGconn) -> bool:
         return True
 
 
-class _Connection(asyncpg.Connection):
-    def get_reset_query(self) -> str:
-        """Nothing to reset: these connections only ever run single read statements, so
-        asyncpg's reset on every release (four statements) would only cost a round trip."""
-        return ""
-
-
-async def _set_codecs(connection: asyncpg.Connection) -> None:
-    """JSON columns decoded as psycopg decodes them (asyncpg leaves them as text)."""
-    for kind in ("json", "jsonb"):
-        await connection.set_type_codec(
-            kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
+async def _connect(url: str) -> asyncpg.Connection:
+    connection = await asyncpg.connect(url, timeout=CONNECT_SECONDS, command_timeout=WAIT_SECONDS)
+    try:
+        # JSON columns decoded as psycopg decodes them (asyncpg leaves them as text).
+        for kind in ("json", "jsonb"):
+            await connection.set_type_codec(
+                kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            )
+    except BaseException:
+        connection.terminate()
+        raise
+    return connection
 
 
 # What a connection the server closed (a restart, a failover) raises when it is next used.
@@ -70,41 +69,77 @@ _LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, Connection
 
 
 class Reads:
+    """At most `size` connections, made when first needed and kept while they live.
+
+    Not asyncpg's pool: its release runs each connection's reset under a timer inside a new
+    task (`asyncio.shield`), ~25 µs of the API's CPU per read — a tenth of a polled request.
+    Here a read takes a slot (a semaphore), the warmest idle connection (or a new one), and
+    gives both back; a connection whose read did not finish normally (cancelled, failed, its
+    server gone) is closed rather than reused, so no connection is ever handed on mid-query.
+    """
+
     def __init__(self, database_url: str, *, size: int) -> None:
         self._url = database_url
         self._size = size
-        self._pool: asyncpg.Pool | None = None
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[asyncpg.Connection] = []  # the last one used first
+        self._closed = False
 
     async def open(self) -> None:
-        self._pool = asyncpg.create_pool(
-            self._url,
-            min_size=0,  # the API can start (and report not-ready) while the database is away
-            max_size=self._size,
-            connection_class=_Connection,
-            init=_set_codecs,
-            timeout=CONNECT_SECONDS,
-            command_timeout=WAIT_SECONDS,
-        )
-        await self._pool  # with min_size=0 this connects nothing yet
+        """Nothing to connect yet: the API can start (and report not-ready) while the database
+        is away."""
+        self._closed = False
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.terminate()
 
     async def one(self, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         """The first row of `query` (asyncpg placeholders: `$1`), or None. A connection the
         server closed is dropped and the read made again on another, each in turn (after a
         database restart every idle one is), so the first request after a restart is served,
         not failed; a read is safe to make twice."""
-        if self._pool is None:
-            raise ReadFailed("the reads are not open")
         for _ in range(self._size + 1):
+            await self._take_slot()
             try:
-                async with self._pool.acquire() as connection:
+                connection = await self._connection()
+                try:
                     row = await connection.fetchrow(query, *params)
-                    return None if row is None else dict(row)
+                except BaseException:
+                    connection.terminate()  # in an unknown state: never handed on
+                    raise
+                self._give_back(connection)
+                return None if row is None else dict(row)
             except _LOST:
                 continue
             except (TimeoutError, OSError, asyncpg.PostgresError) as error:
                 raise ReadFailed(type(error).__name__) from error
+            finally:
+                self._slots.release()
         raise ReadFailed("no live connection to the database")
+
+    async def _take_slot(self) -> None:
+        if self._closed:
+            raise ReadFailed("the reads are closed")
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns without waiting
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), WAIT_SECONDS)
+        except TimeoutError:
+            raise ReadFailed("no free connection") from None
+
+    async def _connection(self) -> asyncpg.Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():  # the event loop saw its server close it
+                return connection
+        return await _connect(self._url)
+
+    def _give_back(self, connection: asyncpg.Connection) -> None:
+        if self._closed:
+            connection.terminate()
+        else:
+            self._idle.append(connection)
