@@ -7,11 +7,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.catalog.models import VideoModel
 from rendio.catalog.schemas import ModelOut, ModelsOut, PriceOption, price
+from rendio.platform.reads import Reads
 
 
 def _prices(model: VideoModel) -> list[PriceOption]:
@@ -70,25 +71,27 @@ class Offer:
         )
 
 
-_OFFER = text(
+# A lean read (platform/reads.py): asyncpg placeholders.
+_OFFER = (
     "SELECT provider, cost_per_generation, cost_per_second, settings, deadline_seconds, "
-    "is_available FROM models WHERE id = :id"
+    "is_available FROM models WHERE id = $1"
 )
 
 
-async def offer(
-    session: AsyncSession, model_id: uuid.UUID, offered: frozenset[str]
-) -> Offer | None:
-    """The model's terms if clients are offered it (switched on, provider runnable), else None."""
-    row = (await session.execute(_OFFER, {"id": model_id})).one_or_none()
-    if row is None or not row.is_available or row.provider not in offered:
+async def offer(reads: Reads, model_id: uuid.UUID, offered: frozenset[str]) -> Offer | None:
+    """The model's terms if clients are offered it (switched on, provider runnable), else None.
+
+    A lean read, not a statement of the caller's transaction: it takes no lock, so inside the
+    transaction it would see the same committed row, one round trip and ~0.1 ms dearer."""
+    row = await reads.one(_OFFER, (model_id,))
+    if row is None or not row["is_available"] or row["provider"] not in offered:
         return None
     return Offer(
-        row.provider,
-        row.cost_per_generation,
-        row.cost_per_second,
-        row.settings,
-        row.deadline_seconds,
+        row["provider"],
+        row["cost_per_generation"],
+        row["cost_per_second"],
+        row["settings"],
+        row["deadline_seconds"],
     )
 
 

@@ -99,6 +99,7 @@ async def generate_video(
         )
     started = await start_generation(
         session,
+        services.reads,
         caller.user_id,
         body,
         services.offered_providers,

@@ -18,6 +18,7 @@ from rendio.ledger import service as ledger
 from rendio.ledger.service import Reason
 from rendio.platform.errors import InvalidPrompt, ModelUnavailable, ValidationFailed
 from rendio.platform.queue import defer_in_transaction
+from rendio.platform.reads import Reads
 
 _CHOICES = {
     "duration": ("durations", "default_duration"),
@@ -58,6 +59,7 @@ def _image_for(allowed: dict[str, Any], image_url: str | None) -> str | None:
 
 async def start_generation(
     session: AsyncSession,
+    reads: Reads,
     user_id: uuid.UUID,
     body: GenerateIn,
     offered: frozenset[str],
@@ -67,7 +69,7 @@ async def start_generation(
     prompt = clean_prompt(body.prompt)
     if prompt is None:
         raise InvalidPrompt({"max_length": MAX_PROMPT})
-    model = await offer(session, body.model_id, offered)
+    model = await offer(reads, body.model_id, offered)
     if model is None:
         raise ModelUnavailable({"model_id": str(body.model_id)})
     settings = _resolve_settings(model.settings, body.settings.model_dump())
