@@ -16,6 +16,7 @@ the SPEC envelope (English: they are written before any request is parsed).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -174,6 +175,10 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
 def serve(app: Any, settings: Settings) -> None:
     """Run `app` until stopped, with the bounds in `settings`."""
     limits = Limits.of(settings)
+    # What exists now (modules, routes, schemas, mappers: most of the process's objects) lives
+    # as long as the process. Out of the cyclic collector's sight, a full collection no longer
+    # walks it all: each took ~115 ms, every request waiting, the whole p99 tail under load.
+    gc.freeze()
     uvicorn.run(
         app,
         host=settings.host,
