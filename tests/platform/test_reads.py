@@ -71,3 +71,18 @@ async def test_a_read_waits_for_a_free_connection_only_so_long(
             task.cancel()
         await asyncio.gather(*busy, return_exceptions=True)
     assert await asyncio.wait_for(pid(reads), 5) > 0
+
+
+async def test_a_url_written_for_libpq_reads_too(database_url: str) -> None:
+    # asyncpg sends options it does not know to the server as settings, which refuses these.
+    url = libpq_url(database_url)
+    joiner = "&" if "?" in url else "?"
+    reads = Reads(
+        f"{url}{joiner}connect_timeout=10&keepalives=1&application_name=rendio-test", size=1
+    )
+    await reads.open()
+    try:
+        row = await reads.one("SELECT current_setting('application_name') AS name", ())
+    finally:
+        await reads.aclose()
+    assert row == {"name": "rendio-test"}  # server settings in the URL still reach the server

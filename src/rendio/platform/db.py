@@ -7,11 +7,14 @@ land together.
 
 from __future__ import annotations
 
+import select
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import Depends, Request
+from psycopg.pq import ConnStatus
 from sqlalchemy import Engine, MetaData, NullPool, event, func
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
@@ -26,7 +29,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, SessionTransaction, mapped_c
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.types import DateTime
 
-from rendio.platform.reads import closed_by_server
 from rendio.platform.services import CoreServices, services_of
 
 NAMING_CONVENTION = {
@@ -49,6 +51,20 @@ class Base(DeclarativeBase):
 class Timestamps:
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+def closed_by_server(pgconn: psycopg.pq.abc.PGconn) -> bool:
+    """Whether an idle connection's server went away (a restart, a failover): an idle
+    connection has nothing to read unless its server closed it. One non-blocking `poll`, no
+    round trip (and, unlike `select`, any file descriptor number)."""
+    if pgconn.status != ConnStatus.OK:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
 
 
 def sqlalchemy_url(url: str) -> str:

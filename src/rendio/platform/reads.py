@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import select
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-import psycopg
-from psycopg.pq import ConnStatus
 
 # A read waits this long for a free connection and for its answer, and a new connection this
 # long to connect (the database is away: fail fast rather than hold the request).
@@ -36,18 +34,42 @@ class ReadFailed(Exception):
     answered as any other database failure."""
 
 
-def closed_by_server(pgconn: psycopg.pq.abc.PGconn) -> bool:
-    """Whether an idle psycopg connection's server went away (a restart, a failover): an idle
-    connection has nothing to read unless its server closed it. One non-blocking `poll`, no
-    round trip (and, unlike `select`, any file descriptor number)."""
-    if pgconn.status != ConnStatus.OK:
-        return True
-    try:
-        poller = select.poll()
-        poller.register(pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
-        return bool(poller.poll(0))
-    except (OSError, ValueError, psycopg.OperationalError):
-        return True
+# libpq's own connection options that asyncpg does not know: it would send each to the server
+# as a setting and be refused ("unrecognized configuration parameter"), so a URL written for
+# psycopg (`?connect_timeout=10`) would fail every read. Its own timeouts stand in for them.
+_LIBPQ_ONLY = frozenset(
+    {
+        "connect_timeout",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "client_encoding",
+        "fallback_application_name",
+        "channel_binding",
+        "gssencmode",
+        "gssdelegation",
+        "sslcompression",
+        "sslsni",
+        "sslcertmode",
+        "requirepeer",
+        "require_auth",
+        "load_balance_hosts",
+        "hostaddr",
+        "replication",
+        "service",
+    }
+)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """`url` (libpq form) without the options only libpq understands."""
+    parts = urlsplit(url)
+    kept = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _LIBPQ_ONLY
+    ]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 async def _connect(url: str) -> asyncpg.Connection:
@@ -79,7 +101,7 @@ class Reads:
     """
 
     def __init__(self, database_url: str, *, size: int) -> None:
-        self._url = database_url
+        self._url = asyncpg_dsn(database_url)
         self._size = size
         self._slots = asyncio.Semaphore(size)
         self._idle: list[asyncpg.Connection] = []  # the last one used first
