@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from rendio.platform import reads as reads_module
 from rendio.platform.db import libpq_url
 from rendio.platform.reads import ReadFailed, Reads
+from tests.helpers.waiting import eventually
 
 PID = "SELECT pg_backend_pid() AS pid"
 
@@ -86,3 +88,48 @@ async def test_a_url_written_for_libpq_reads_too(database_url: str) -> None:
     finally:
         await reads.aclose()
     assert row == {"name": "rendio-test"}  # server settings in the URL still reach the server
+
+
+async def test_a_read_given_up_does_not_leave_its_statement_running(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancelled request closes its read's connection; the server ends the statement itself
+    (statement_timeout), or it would hold a backend (and its locks) long after, each time."""
+    monkeypatch.setattr(reads_module, "WAIT_SECONDS", 1)
+    reads = Reads(libpq_url(database_url), size=1)
+    await reads.open()
+    marker = f"given_up_{uuid.uuid4().hex[:8]}"
+    running = (
+        "SELECT count(*) AS n FROM pg_stat_activity"
+        f" WHERE query LIKE '%{marker}' AND pid <> pg_backend_pid() AND state = 'active'"
+    )
+    try:
+        sleeping = asyncio.create_task(reads.one(f"SELECT pg_sleep(30) AS {marker}", ()))
+        await asyncio.sleep(0.3)
+        sleeping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sleeping
+
+        async def still_running() -> bool:
+            row = await reads.one(running, ())
+            return row is not None and row["n"] > 0
+
+        async def ended() -> bool:
+            return not await still_running()
+
+        assert await still_running()  # closed on our side, still running on the server
+        assert await eventually(ended, timeout=5)
+    finally:
+        await reads.aclose()
+
+
+async def test_a_failing_statement_is_answered_at_once_and_spares_the_connections(
+    reads: Reads,
+) -> None:
+    before = await pid(reads)
+    with pytest.raises(ReadFailed, match="UndefinedTableError"):
+        await reads.one("SELECT * FROM no_such_table", ())
+    assert await pid(reads) == before  # the server's error left the connection in step
+    with pytest.raises(ReadFailed, match="InterfaceError"):
+        await reads.one("SELECT $1::int AS n", ())  # a parameter missing: asyncpg refuses it
+    assert await pid(reads) > 0  # one failure, not a retry through every connection

@@ -17,6 +17,7 @@ transaction mode that needs `max_prepared_statements` (PgBouncer ≥ 1.21, docs/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -24,7 +25,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 # A read waits this long for a free connection and for its answer, and a new connection this
-# long to connect (the database is away: fail fast rather than hold the request).
+# long to connect (the database is away: fail fast rather than hold the request). The server
+# ends a statement that runs longer itself: a connection given up on the client's side (a
+# cancelled request) leaves its statement running, and the next read opens another connection.
 WAIT_SECONDS = 5
 CONNECT_SECONDS = 5
 
@@ -73,7 +76,14 @@ def asyncpg_dsn(url: str) -> str:
 
 
 async def _connect(url: str) -> asyncpg.Connection:
-    connection = await asyncpg.connect(url, timeout=CONNECT_SECONDS, command_timeout=WAIT_SECONDS)
+    connection = await asyncpg.connect(
+        url,
+        timeout=CONNECT_SECONDS,
+        # The server's limit first (a clean error, the connection still usable); the client's a
+        # second later, for a server that no longer answers at all.
+        command_timeout=WAIT_SECONDS + 1,
+        server_settings={"statement_timeout": f"{WAIT_SECONDS}s"},
+    )
     try:
         # JSON columns decoded as psycopg decodes them (asyncpg leaves them as text).
         for kind in ("json", "jsonb"):
@@ -87,7 +97,7 @@ async def _connect(url: str) -> asyncpg.Connection:
 
 
 # What a connection the server closed (a restart, a failover) raises when it is next used.
-_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
+_GONE = (asyncpg.ConnectionDoesNotExistError, ConnectionError)
 
 
 class Reads:
@@ -109,14 +119,20 @@ class Reads:
 
     async def open(self) -> None:
         """Nothing to connect yet: the API can start (and report not-ready) while the database
-        is away."""
+        is away. Opened again (a new event loop), it starts afresh."""
+        self._drop_idle()
+        self._slots = asyncio.Semaphore(self._size)
         self._closed = False
 
     async def aclose(self) -> None:
         self._closed = True
+        self._drop_idle()
+
+    def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
         for connection in idle:
-            connection.terminate()
+            with contextlib.suppress(RuntimeError):  # made in an event loop now closed
+                connection.terminate()
 
     async def one(self, query: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         """The first row of `query` (asyncpg placeholders: `$1`), or None. A connection the
@@ -129,14 +145,21 @@ class Reads:
                 connection = await self._connection()
                 try:
                     row = await connection.fetchrow(query, *params)
-                except BaseException:
-                    connection.terminate()  # in an unknown state: never handed on
+                except Exception as error:
+                    if isinstance(error, _GONE) or connection.is_closed():
+                        connection.terminate()
+                        continue  # its server closed it: the read again, on another
+                    if isinstance(error, asyncpg.PostgresError):
+                        self._give_back(connection)  # the server's error: still in step
+                    else:
+                        connection.terminate()  # in an unknown state: never handed on
+                    raise
+                except BaseException:  # cancelled
+                    connection.terminate()
                     raise
                 self._give_back(connection)
                 return None if row is None else dict(row)
-            except _LOST:
-                continue
-            except (TimeoutError, OSError, asyncpg.PostgresError) as error:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 raise ReadFailed(type(error).__name__) from error
             finally:
                 self._slots.release()
@@ -149,11 +172,14 @@ class Reads:
             await self._slots.acquire()  # free: returns without waiting
             return
         try:
-            await asyncio.wait_for(self._slots.acquire(), WAIT_SECONDS)
+            async with asyncio.timeout(WAIT_SECONDS):
+                await self._slots.acquire()
         except TimeoutError:
             raise ReadFailed("no free connection") from None
 
     async def _connection(self) -> asyncpg.Connection:
+        if self._closed:  # closed while this read waited for its slot
+            raise ReadFailed("the reads are closed")
         while self._idle:
             connection = self._idle.pop()
             if not connection.is_closed():  # the event loop saw its server close it
