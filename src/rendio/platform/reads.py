@@ -106,8 +106,9 @@ class Reads:
     Not asyncpg's pool: its release runs each connection's reset under a timer inside a new
     task (`asyncio.shield`), ~25 µs of the API's CPU per read — a tenth of a polled request.
     Here a read takes a slot (a semaphore), the warmest idle connection (or a new one), and
-    gives both back; a connection whose read did not finish normally (cancelled, failed, its
-    server gone) is closed rather than reused, so no connection is ever handed on mid-query.
+    gives both back. A connection whose read did not finish in step (cancelled, timed out on
+    the client's side, its server gone) is closed rather than reused, so none is ever handed
+    on mid-query; one whose statement the server refused is still in step and is kept.
     """
 
     def __init__(self, database_url: str, *, size: int) -> None:
