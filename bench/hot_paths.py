@@ -865,7 +865,11 @@ def run_on(database_url: str, work: Path, args: argparse.Namespace) -> dict[str,
     ):
         guests = onboard(api, database_url, max(args.connections))
         etag = catalog_etag(api)
-        targets = build_targets(guests, etag)
+        targets = [
+            target
+            for target in build_targets(guests, etag)
+            if not args.paths or any(word in target.name for word in args.paths)
+        ]
         for note in filter(None, (precheck(api, t) for t in [*targets])):
             print(f"! precheck: {note}")
         warm_up(api, targets, args.warmup, work)
@@ -924,6 +928,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--with-worker", action="store_true", help="plain `rendio serve`")
     parser.add_argument("--no-half-peak", action="store_true", help="skip the open-loop runs")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument(
+        "--paths", nargs="+", metavar="WORD", help="only the paths whose name holds one of these"
+    )
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return parser.parse_args()
 

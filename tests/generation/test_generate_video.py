@@ -84,6 +84,59 @@ async def test_replay_answers_the_stored_result_without_a_second_charge(
     assert await counts(db) == (1, 1, 1, 1)
 
 
+async def test_a_retry_replays_even_after_the_model_is_switched_off(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    """The stored answer comes before any check of the request: the first one was charged."""
+    headers = (await guest(client)).headers
+    first = await generate(client, headers, key="key-1")
+    await db.execute(text("UPDATE models SET is_available = false WHERE slug = 'rendio-local'"))
+    await db.commit()
+    again = await generate(client, headers, key="key-1")
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert again.headers["x-idempotent-replay"] == "true"
+    refused = await generate(client, headers, key="key-2")
+    assert refused.json()["error"]["code"] == "ERR_4002"
+    assert await counts(db) == (1, 1, 1, 1)
+
+
+async def test_an_expired_key_counts_as_new(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    headers = (await guest(client)).headers
+    first = await generate(client, headers, key="key-1")
+    await db.execute(text("UPDATE idempotency_log SET expires_at = now() - interval '1 second'"))
+    await db.commit()
+    again = await generate(client, headers, key="key-1")
+    assert again.status_code == 200
+    assert "x-idempotent-replay" not in again.headers
+    assert again.json()["job_id"] != first.json()["job_id"]
+    assert again.json()["credits_remaining"] == 8
+    assert await counts(db) == (2, 2, 1, 2), "the expired answer is replaced by the new one"
+
+
+async def test_a_refused_charge_leaves_the_key_free(
+    client: httpx.AsyncClient, clean_database: str, db: AsyncSession
+) -> None:
+    (pricey,) = add_models(clean_database, _priced("pricey", 25))
+    headers = (await guest(client)).headers
+    body = video_body(model_id=pricey, duration=1)
+    assert (await generate(client, headers, body, key="key-1")).status_code == 402
+    await db.execute(
+        text(
+            "WITH u AS (UPDATE users SET credits_remaining = credits_remaining + 20, "
+            "credits_total = credits_total + 20 RETURNING id, credits_remaining) "
+            "INSERT INTO quota_log (user_id, change, reason, transaction_id, balance_after) "
+            "SELECT id, 20, 'admin_adjust', 'top-up', credits_remaining FROM u"
+        )
+    )
+    await db.commit()
+    paid = await generate(client, headers, body, key="key-1")
+    assert paid.status_code == 200, paid.text
+    assert "x-idempotent-replay" not in paid.headers
+    assert paid.json()["credits_remaining"] == 5
+    assert await counts(db) == (1, 1, 1, 1)
+
+
 async def test_same_key_different_request_is_refused(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:

@@ -18,18 +18,18 @@ from rendio.generation.schemas import (
     VideoStatusOut,
     job_error,
 )
-from rendio.generation.service import start_generation
+from rendio.generation.service import OPERATION, start_generation
 from rendio.generation.services import GenerationDeps, GenerationServices
 from rendio.identity.dependencies import (
     AUTH_ERRORS,
     CALLER_SECURITY,
     Caller,
     CurrentUser,
+    IdentifiedCaller,
     check_apikey,
     identify,
 )
 from rendio.platform import idempotency
-from rendio.platform.db import Session
 from rendio.platform.errors import ErrorCode, Forbidden, NotFound, ValidationFailed
 from rendio.platform.openapi import errors
 from rendio.platform.services import services_of
@@ -37,7 +37,6 @@ from rendio.platform.services import services_of
 router = APIRouter(prefix="/functions/v1", tags=["generation"])
 # Included without the router-level apikey gate: its endpoints call the gate themselves.
 polled = APIRouter(prefix="/functions/v1", tags=["generation"])
-OPERATION = "generate-video"
 _STATUS_ERRORS = errors(*AUTH_ERRORS, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND)
 # What FastAPI would have documented for `job_id: str = Query()` and the two gates.
 _STATUS_OPERATION: dict[str, Any] = {
@@ -75,8 +74,7 @@ _MISSING_JOB_ID = {"type": "missing", "loc": ("query", "job_id"), "msg": "Field 
 async def generate_video(
     request: Request,
     services: GenerationDeps,
-    caller: CurrentUser,
-    session: Session,
+    caller: IdentifiedCaller,
     body: GenerateIn,
     idempotency_key: str | None = Header(
         default=None, alias=idempotency.HEADER, include_in_schema=False
@@ -92,29 +90,20 @@ async def generate_video(
     fingerprint = idempotency.fingerprint(
         "POST", request.url.path, body.model_dump(mode="json", exclude={"user_id"})
     )
-    stored = await idempotency.claim(session, caller.user_id, key, fingerprint)
-    if stored is not None:
-        return JSONResponse(
-            stored.body, status_code=stored.status_code, headers={idempotency.REPLAY_HEADER: "true"}
-        )
     started = await start_generation(
-        session,
         services.reads,
         caller.user_id,
         body,
-        services.offered_providers,
-        services.settings.provider_queue_timeout,
+        key=key,
+        fingerprint=fingerprint,
+        offered=services.offered_providers,
+        wait_seconds=services.settings.provider_queue_timeout,
     )
-    answer = idempotency.StoredAnswer(200, started.model_dump(mode="json"))
-    await idempotency.remember(
-        session,
-        caller.user_id,
-        key,
-        operation=OPERATION,
-        request_fingerprint=fingerprint,
-        answer=answer,
-        job_id=started.job_id,
-    )
+    answer = started.answer
+    if started.replayed:
+        return JSONResponse(
+            answer.body, status_code=answer.status_code, headers={idempotency.REPLAY_HEADER: "true"}
+        )
     await limiter.count(request, OPERATION, user_key)
     return JSONResponse(answer.body, status_code=answer.status_code)
 

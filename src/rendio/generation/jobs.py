@@ -93,12 +93,14 @@ class RunnableJob:
     provider_state: dict[str, Any]
 
 
-_INSERT = text(
+# A new `pending` job as a step of a larger statement (generate-video's start): one row per row
+# of `source` (none when the debit there was refused).
+_INSERT_AFTER = (
     "INSERT INTO video_jobs (job_id, user_id, model_id, prompt, settings, image_url, provider, "
-    "provider_model_id, credits_used, deadline_seconds, deadline_at) VALUES (:job_id, :user_id, "
+    "provider_model_id, credits_used, deadline_seconds, deadline_at) SELECT :job_id, :user_id, "
     ":model_id, :prompt, CAST(:settings AS jsonb), :image_url, :provider, "
     "(SELECT provider_model_id FROM models WHERE id = :model_id), :cost, :deadline, "
-    "now() + make_interval(secs => :wait))"
+    "now() + make_interval(secs => :wait) FROM {source} RETURNING job_id"
 )
 _LOAD = text(
     "SELECT j.status, j.provider, j.provider_job_id, j.deadline_at, j.prompt, j.settings, "
@@ -232,9 +234,15 @@ _MEDIA_OF_USER = text(
 )
 
 
-async def insert(
-    session: AsyncSession,
+def insert_after(source: str) -> str:
+    """SQL inserting a new `pending` job once per row of `source` (a CTE of the caller's
+    statement), taking `insert_parameters`."""
+    return _INSERT_AFTER.format(source=source)
+
+
+def insert_parameters(
     *,
+    job_id: uuid.UUID,
     user_id: uuid.UUID,
     model_id: uuid.UUID,
     prompt: str,
@@ -244,26 +252,21 @@ async def insert(
     cost: int,
     deadline_seconds: int,
     wait_seconds: float,
-) -> uuid.UUID:
-    """A new `pending` job; the caller charges for it and queues it in the same transaction.
-    Until it is submitted its deadline is the longest it may wait for a provider slot."""
-    job_id = uuid.uuid4()
-    await session.execute(
-        _INSERT,
-        {
-            "job_id": job_id,
-            "user_id": user_id,
-            "model_id": model_id,
-            "prompt": prompt,
-            "settings": json.dumps(settings),
-            "image_url": image_url,
-            "provider": provider,
-            "cost": cost,
-            "deadline": deadline_seconds,
-            "wait": wait_seconds,
-        },
-    )
-    return job_id
+) -> dict[str, Any]:
+    """For a lean statement (platform/reads.py: JSON as objects). Until the job is submitted
+    its deadline is the longest it may wait for a provider slot."""
+    return {
+        "job_id": job_id,
+        "user_id": user_id,
+        "model_id": model_id,
+        "prompt": prompt,
+        "settings": settings,
+        "image_url": image_url,
+        "provider": provider,
+        "cost": cost,
+        "deadline": deadline_seconds,
+        "wait": float(wait_seconds),
+    }
 
 
 async def load(session: AsyncSession, job_id: uuid.UUID) -> RunnableJob | None:

@@ -178,6 +178,15 @@ async def authenticate(request: Request, session: Session, _: BearerHeader) -> C
 CurrentUser = Annotated[Caller, Depends(authenticate)]
 
 
+async def authenticate_without_session(request: Request, _: BearerHeader) -> Caller:
+    """`identify` for an endpoint that opens no database session (generate-video makes its
+    one statement as a lean call, platform/reads.py)."""
+    return await identify(request)
+
+
+IdentifiedCaller = Annotated[Caller, Depends(authenticate_without_session)]
+
+
 async def authenticate_auth_api(request: Request, session: Session, _: BearerHeader) -> Caller:
     """The same check for `/auth/v1`, refused the way GoTrue refuses."""
     token = bearer_token(request)

@@ -2,8 +2,9 @@
 
 Every movement is one SQL statement: a guarded `UPDATE users ... RETURNING` chained (in a CTE)
 with the `INSERT INTO quota_log`, so the balance and its ledger row change together or not at
-all, in one round trip, inside the caller's transaction. The row lock the UPDATE takes
-serializes movements per user, which is what makes `balance_after` a true running sum.
+all, in one round trip, inside the caller's transaction (generate-video takes the same two
+CTEs into its one statement: `debit_ctes`). The row lock the UPDATE takes serializes movements
+per user, which is what makes `balance_after` a true running sum.
 
 A ledger `transaction_id` is unique: writing the same one twice raises DuplicateLedgerEntry
 and the statement changes nothing — the second lock behind every compare-and-swap refund. The
@@ -71,17 +72,32 @@ _LEDGER_INSERT = """
     RETURNING balance_after
 """
 
+# The guarded debit and its ledger row as two CTEs, `moved` (the user's new balance, no row if
+# it does not cover the cost or `when` is false) and `logged` (the ledger row's balance_after).
+_DEBIT = """
+    moved AS (
+        UPDATE users
+        SET credits_remaining = credits_remaining + :change, updated_at = now()
+        WHERE id = :user_id AND credits_remaining + :change >= 0 AND ({when})
+        RETURNING id, credits_remaining
+    ), logged AS ({ledger_insert})
+"""
+# The user's balance, as a refused debit answers it (NULL: no such user).
+AVAILABLE = "(SELECT credits_remaining FROM users WHERE id = :user_id)"
+
+
+def debit_ctes(when: str = "true") -> str:
+    """The debit as CTEs of a larger statement (generate-video's start): `moved` and `logged`,
+    taking `debit_parameters`; nothing moves unless `when` (SQL) holds. The caller reads
+    `(SELECT balance_after FROM logged)` and `AVAILABLE` and hands both to `debited`."""
+    return _DEBIT.format(when=when, ledger_insert=_LEDGER_INSERT)
+
+
 _DEDUCT = text(
     # Composed only from this module's constants; all values are bound parameters.
     f"""
-    WITH moved AS (
-        UPDATE users
-        SET credits_remaining = credits_remaining + :change, updated_at = now()
-        WHERE id = :user_id AND credits_remaining >= -:change
-        RETURNING id, credits_remaining
-    ), logged AS ({_LEDGER_INSERT})
-    SELECT (SELECT balance_after FROM logged) AS balance,
-           (SELECT credits_remaining FROM users WHERE id = :user_id) AS available
+    WITH {debit_ctes()}
+    SELECT (SELECT balance_after FROM logged) AS balance, {AVAILABLE} AS available
     """  # noqa: S608
 )
 
@@ -145,12 +161,33 @@ async def deduct(
         raise ValueError("deduct amount must be positive")
     params = _parameters(user_id, -amount, reason, transaction_id, job_id, details)
     row = await _execute(session, _DEDUCT, params)
-    if row.balance is not None:
-        _count(session, reason, amount)
-        return int(row.balance)
-    if row.available is None:
+    balance = debited(user_id, amount, row.balance, row.available)
+    after_commit(session, lambda: counted(reason, amount))
+    return balance
+
+
+def debit_parameters(
+    user_id: uuid.UUID,
+    amount: int,
+    *,
+    reason: Reason,
+    transaction_id: str,
+    job_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """`debit_ctes`' parameters for a lean statement (platform/reads.py: JSON as objects)."""
+    if amount <= 0:
+        raise ValueError("debit amount must be positive")
+    return {**_parameters(user_id, -amount, reason, transaction_id, job_id, None), "details": {}}
+
+
+def debited(user_id: uuid.UUID, amount: int, balance: int | None, available: int | None) -> int:
+    """The new balance after a debit; InsufficientCredits (with required and available) if it
+    was refused, NotFound if the user is gone."""
+    if balance is not None:
+        return int(balance)
+    if available is None:
         raise NotFound({"user_id": str(user_id)})
-    raise InsufficientCredits(required=amount, available=int(row.available))
+    raise InsufficientCredits(required=amount, available=int(available))
 
 
 async def add(
@@ -176,12 +213,13 @@ async def add(
     row = await _execute(session, _ADD, params)
     if row.balance is None:
         raise NotFound({"user_id": str(user_id)})
-    _count(session, reason, amount)
+    after_commit(session, lambda: counted(reason, amount))
     return int(row.balance)
 
 
-def _count(session: AsyncSession, reason: Reason, amount: int) -> None:
-    after_commit(session, lambda: MOVED.labels(reason.value).inc(amount))
+def counted(reason: Reason, amount: int) -> None:
+    """Count credits moved by a committed ledger row (the caller knows it committed)."""
+    MOVED.labels(reason.value).inc(amount)
 
 
 async def balance(session: AsyncSession, user_id: uuid.UUID) -> tuple[int, int]:

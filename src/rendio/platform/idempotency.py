@@ -1,14 +1,15 @@
 """Idempotency-Key for POST endpoints that spend money (IETF draft, Stripe's rules).
 
-The key is claimed, checked and answered inside the request's one transaction:
+The key is claimed, checked and answered inside the one statement that does the work (its
+steps are CTEs: `CLAIM_SQL`, the work, `store_after`), which is its own transaction:
 * a transaction-scoped advisory lock on (user, key) is *tried*: if another request holds it,
   that request is in flight → 409 ERR_4008 (never a wait, never a second charge);
 * a stored answer for the key is replayed when the request's fingerprint matches, else
   422 ERR_4007; keys older than 24 h count as new;
-* the answer is stored in the same transaction as the work, so a request that rolls back
-  (bad input, not enough credits, a crash) leaves the key free. A holder that dies frees the
-  lock with its connection; one that hangs is cut off by the connection's
-  `idle_in_transaction_session_timeout`.
+* the answer is stored by the same statement as the work, so one that fails (not enough
+  credits, a crash) leaves the key free. Both steps are the SQL function of migration 0014:
+  its read must see an answer committed just before the lock was taken, which a plain
+  statement's snapshot (taken before the lock) would not.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import procrastinate
 import structlog
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from rendio.platform.errors import (
     IdempotencyInProgress,
@@ -51,17 +51,23 @@ REQUIRED_HEADER: dict[str, Any] = {
         }
     ]
 }
-_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:lock, 0))")
-_LOOKUP = text(
-    "SELECT id, request_fingerprint, status_code, response_body, expires_at > now() AS live "
-    "FROM idempotency_log WHERE user_id = :user_id AND idempotency_key = :key"
+# A CTE of the caller's statement: one row, whose `outcome` is a `Claim`.
+CLAIM_SQL = (
+    "SELECT outcome, status_code, response_body "
+    "FROM rendio_claim_idempotency_key(:user_id, :key, :fingerprint)"
 )
-_FORGET = text("DELETE FROM idempotency_log WHERE id = :id")
-_STORE = text(
+_STORE_AFTER = (
     "INSERT INTO idempotency_log (user_id, idempotency_key, operation, request_fingerprint, "
-    "status_code, response_body, job_id, expires_at) VALUES (:user_id, :key, :operation, "
-    ":fingerprint, :status, CAST(:body AS jsonb), :job_id, now() + interval '24 hours')"
+    "status_code, response_body, job_id, expires_at) SELECT :user_id, :key, :operation, "
+    ":fingerprint, :status, {body}, :job_id, now() + interval '24 hours' FROM {source}"
 )
+
+
+class Claim(StrEnum):
+    NEW = "new"
+    REPLAY = "replay"
+    IN_PROGRESS = "in_progress"
+    REUSED = "reused"
 
 
 @dataclass(frozen=True)
@@ -83,48 +89,41 @@ def fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(f"{method}\n{path}\n{canonical}".encode()).hexdigest()
 
 
-async def claim(
-    session: AsyncSession, user_id: uuid.UUID, key: str, request_fingerprint: str
-) -> StoredAnswer | None:
-    """Hold the key for this transaction; return the stored answer if there is one."""
-    locked = (
-        await session.execute(_TRY_LOCK, {"lock": f"idempotency:{user_id}:{key}"})
-    ).scalar_one()
-    if not locked:
-        raise IdempotencyInProgress({"header": HEADER})
-    row = (await session.execute(_LOOKUP, {"user_id": user_id, "key": key})).one_or_none()
-    if row is None:
-        return None
-    if not row.live:
-        await session.execute(_FORGET, {"id": row.id})
-        return None
-    if row.request_fingerprint != request_fingerprint:
-        raise IdempotencyKeyReused({"header": HEADER})
-    return StoredAnswer(status_code=row.status_code, body=row.response_body)
+def store_after(source: str, body: str) -> str:
+    """SQL storing the answer `body` (an SQL jsonb expression) once per row of `source` (the
+    work's CTE: no row, no answer kept), taking `claim_parameters`."""
+    return _STORE_AFTER.format(source=source, body=body)
 
 
-async def remember(
-    session: AsyncSession,
+def claim_parameters(
     user_id: uuid.UUID,
     key: str,
+    request_fingerprint: str,
     *,
     operation: str,
-    request_fingerprint: str,
-    answer: StoredAnswer,
-    job_id: uuid.UUID | None,
-) -> None:
-    await session.execute(
-        _STORE,
-        {
-            "user_id": user_id,
-            "key": key,
-            "operation": operation,
-            "fingerprint": request_fingerprint,
-            "status": answer.status_code,
-            "body": json.dumps(answer.body),
-            "job_id": job_id,
-        },
-    )
+    status_code: int = 200,
+) -> dict[str, Any]:
+    """`CLAIM_SQL`'s and `store_after`'s parameters but the work's `job_id`."""
+    return {
+        "user_id": user_id,
+        "key": key,
+        "fingerprint": request_fingerprint,
+        "operation": operation,
+        "status": status_code,
+    }
+
+
+def settle(claim: str, status_code: int | None, body: Any) -> StoredAnswer | None:
+    """What the claim decided: the stored answer to replay, None for a new request, or the
+    error of a key in flight (409) or reused with another request (422)."""
+    if claim == Claim.IN_PROGRESS:
+        raise IdempotencyInProgress({"header": HEADER})
+    if claim == Claim.REUSED:
+        raise IdempotencyKeyReused({"header": HEADER})
+    if claim == Claim.REPLAY:
+        assert status_code is not None  # the function returns both with a replay
+        return StoredAnswer(status_code=status_code, body=body)
+    return None
 
 
 # Run on procrastinate's own connection (a periodic task has no request session).

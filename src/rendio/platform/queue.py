@@ -43,10 +43,31 @@ def create_queue(url: str, register: Registration) -> procrastinate.App:
     return app
 
 
-_DEFER = text(
+_DEFER_SQL = (
     "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, :priority, :lock, "
-    ":queueing_lock, CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1])"
+    ":queueing_lock, CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1]) AS ids"
 )
+_DEFER = text(_DEFER_SQL)
+
+
+def defer_after(source: str) -> str:
+    """SQL queueing a task once per row of `source` (a CTE of the caller's statement), taking
+    `defer_parameters`. As a CTE it runs only if the statement reads it."""
+    return f"{_DEFER_SQL} FROM {source}"
+
+
+def defer_parameters(
+    task_name: str, args: dict[str, Any], *, lock: str | None = None, queue: str = "default"
+) -> dict[str, Any]:
+    """For a lean statement (platform/reads.py: JSON as objects)."""
+    return {
+        "queue": queue,
+        "task": task_name,
+        "priority": 0,
+        "lock": lock,
+        "queueing_lock": None,
+        "args": args,
+    }
 
 
 async def defer_in_transaction(

@@ -8,7 +8,8 @@ statement), through an SQLAlchemy session ~0.6 ms (~0.8 ms loading an ORM entity
 round trips (BEGIN, the statement, COMMIT). A read here sees every transaction committed
 before it, so it is as current as a read inside the request's transaction would have been;
 what must be consistent with a write (a debit and its ledger row) still goes through the
-request's session.
+request's session — or is one statement, which is its own transaction: generate-video's start
+(claim, debit, ledger row, job, queue row, stored answer) is made here so, in one round trip.
 
 Statements are prepared once per connection (asyncpg's statement cache); behind PgBouncer in
 transaction mode that needs `max_prepared_statements` (PgBouncer ≥ 1.21, docs/scaling.md).
@@ -19,10 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 # A read waits this long for a free connection and for its answer, and a new connection this
 # long to connect (the database is away: fail fast rather than hold the request). The server
@@ -96,6 +101,27 @@ async def _connect(url: str) -> asyncpg.Connection:
     return connection
 
 
+_ASYNCPG = asyncpg_dialect()  # type: ignore[no-untyped-call]  # (SQLAlchemy's, untyped)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement written with named placeholders (`:name`, as SQLAlchemy's `text` takes
+    them), turned once into asyncpg's numbered ones: so a statement composed of SQL that other
+    modules own (written for their sessions) can be made here too."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, named: str) -> Statement:
+        compiled = text(named).compile(dialect=_ASYNCPG)
+        return cls(compiled.string, tuple(compiled.positiontup or ()))
+
+    def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(params[name] for name in self.names)
+
+
 # What a connection the server closed (a restart, a failover) raises when it is next used.
 _GONE = (asyncpg.ConnectionDoesNotExistError, ConnectionError)
 
@@ -139,7 +165,8 @@ class Reads:
         """The first row of `query` (asyncpg placeholders: `$1`), or None. A connection the
         server closed is dropped and the read made again on another, each in turn (after a
         database restart every idle one is), so the first request after a restart is served,
-        not failed; a read is safe to make twice."""
+        not failed. So what is made here must be safe to make twice: a read, or generate-video's
+        start (a first attempt that did commit is found by the retry's claim and replayed)."""
         for _ in range(self._size + 1):
             await self._take_slot()
             try:
