@@ -77,10 +77,14 @@ async def check_device(
             )
         if not bits.bit0:
             await verifier.mark_claimed(session, device_token, bits)
+        # The row as it now stands (the grant moved its balance), loaded into `user`.
         await session.execute(
-            update(User).where(User.id == user.id).values(initial_grant_claimed=True)
+            update(User)
+            .where(User.id == user.id)
+            .values(initial_grant_claimed=True)
+            .returning(User),
+            execution_options={"populate_existing": True},
         )
-        await session.refresh(user)
     return DeviceUser(user=user, is_new=is_new)
 
 
