@@ -67,8 +67,9 @@ def _image_for(allowed: dict[str, Any], image_url: str | None) -> str | None:
 # Generate-video's start, one statement and so one transaction: claim the idempotency key;
 # if it is new, debit the user (if the balance covers the cost), write the ledger row, insert
 # the job, queue its first step and store the answer. Every write reads `moved` (the debit), so
-# a refused debit or a key not new writes nothing. One round trip where the steps one by one
-# took eight (BEGIN and COMMIT included): bench/README.md.
+# a refused debit or a key not new writes nothing; `queued` (a plain SELECT, unlike the other
+# steps) runs only because the final SELECT counts it. One round trip where the steps one by
+# one took eight (BEGIN and COMMIT included): bench/README.md.
 _START = Statement.of(
     f"""
     WITH claimed AS ({idempotency.CLAIM_SQL}),

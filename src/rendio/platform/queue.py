@@ -57,15 +57,22 @@ def defer_after(source: str) -> str:
 
 
 def defer_parameters(
-    task_name: str, args: dict[str, Any], *, lock: str | None = None, queue: str = "default"
+    task_name: str,
+    args: dict[str, Any],
+    *,
+    lock: str | None = None,
+    queue: str = "default",
+    priority: int = 0,
+    queueing_lock: str | None = None,
 ) -> dict[str, Any]:
-    """For a lean statement (platform/reads.py: JSON as objects)."""
+    """The defer's parameters, `args` as an object (a lean statement, platform/reads.py,
+    encodes it; a session takes it as JSON text)."""
     return {
         "queue": queue,
         "task": task_name,
-        "priority": 0,
+        "priority": priority,
         "lock": lock,
-        "queueing_lock": None,
+        "queueing_lock": queueing_lock,
         "args": args,
     }
 
@@ -87,14 +94,9 @@ async def defer_in_transaction(
     With a `queueing_lock`, a task already waiting under it means this one is not queued
     (False); a savepoint keeps that refusal from aborting the caller's transaction.
     """
-    params = {
-        "queue": queue,
-        "task": task_name,
-        "priority": priority,
-        "lock": lock,
-        "queueing_lock": queueing_lock,
-        "args": json.dumps(args),
-    }
+    params = defer_parameters(
+        task_name, args, lock=lock, queue=queue, priority=priority, queueing_lock=queueing_lock
+    ) | {"args": json.dumps(args)}
     if queueing_lock is None:
         await session.execute(_DEFER, params)
         return True
